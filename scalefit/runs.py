@@ -12,6 +12,7 @@ loss               yes        validation loss at this row [nats/token]
 flops              no         training compute so far [FLOP]; derived when absent
 flops_convention   no         how ``flops`` was counted: ``6ND`` or ``6ND+attn``
 params_embedding   no         embedding parameters (not counted in ``params``)
+params_convention  no         what ``params`` counts when it is not non-embedding (str)
 family             no         model family name
 lr                 no         peak learning rate
 batch_size         no         batch size [tokens per optimiser step]
@@ -25,15 +26,35 @@ seq_len            no         context length [tokens]
 vocab_size         no         vocabulary size
 wall_time          no         seconds since the run started
 =================  =========  ===========================================================
+
+Units, once: counts are plain numbers (``params`` and ``params_embedding`` in parameters, ``tokens``,
+``batch_size`` and ``seq_len`` in tokens, ``step`` and ``warmup`` in optimiser steps), ``loss`` is
+cross-entropy in nats per token (natural log, not bits), ``flops`` is floating-point operations (not
+FLOP/s), ``lr`` is the optimiser's peak learning rate (dimensionless), ``wall_time`` is in seconds.
+``params``, ``tokens``, ``flops``, ``batch_size`` and ``lr`` must be finite and > 0; ``step`` finite and
+>= 0; ``loss`` finite and > 0 on rows whose ``status`` is ``ok`` (rows of diverged or killed runs may
+carry NaN/inf loss, and are kept: they are data for learning-rate laws).
+
+Files: ``load_runs`` reads parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.csv.gz``), chosen by
+suffix; ``write_runs`` writes parquet. Rows are validated, FLOPs derived where absent (see
+``FLOPS_CONVENTIONS`` and ``derive_flops``), and the table's ``attrs`` record ``source`` (the path) and
+``flops_convention``, so every result made from it can report both. ``select``, ``final_points`` and
+``compute_frontier`` take and return such tables, keeping their ``attrs``.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from scalefit.errors import RunsTableError
 
 REQUIRED_COLUMNS = ("run_id", "params", "tokens", "loss")
 NUMERIC_COLUMNS = (
@@ -41,6 +62,29 @@ NUMERIC_COLUMNS = (
     "step", "seed", "n_layers", "d_model", "seq_len", "vocab_size", "wall_time",
 )
 STATUSES = ("ok", "diverged", "killed")
+
+#: FLOPs conventions ``load_runs`` can derive; see ``derive_flops`` for the formulas.
+FLOPS_CONVENTIONS = ("6ND", "6ND+attn")
+DEFAULT_FLOPS_CONVENTION = "6ND"
+#: Label recorded when a file gives ``flops`` without a ``flops_convention`` column.
+UNSPECIFIED_CONVENTION = "unspecified"
+#: File suffixes ``load_runs`` reads, and the reader each one uses.
+SUPPORTED_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+
+_ATTN_SHAPE_COLUMNS = ("n_layers", "d_model", "seq_len")
+_MAX_SHOWN = 5  # offending rows quoted per problem
+_NOT_POSITIVE = ("is not a finite number > 0", "are not finite numbers > 0")
+_NOT_NONNEGATIVE = ("is not a finite number >= 0", "are not finite numbers >= 0")
+
+# What each positive column means, quoted in its error hint.
+_POSITIVE_HINTS = {
+    "params": "params is N, the non-embedding parameter count; fix or drop these rows",
+    "tokens": "tokens is D, the training tokens seen so far; an evaluation at step 0 (D = 0) has no place "
+              "on a power law, so drop such rows, and fix any others",
+    "batch_size": "batch_size is in tokens per optimiser step; fix these rows, or drop the column if "
+                  "the batch size is unknown",
+    "lr": "lr is the peak learning rate; fix these rows, or drop the column if it is unknown",
+}
 
 
 def write_runs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -62,5 +106,519 @@ def write_runs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_runs(path: str | os.PathLike) -> pd.DataFrame:  # placeholder replaced by the validated loader
-    return pd.read_parquet(path)
+# --- public API ------------------------------------------------------------------------------------
+
+
+def parse_column_map(items: Iterable[str]) -> dict[str, str]:
+    """Turn ``["OLD=NEW", ...]`` (the CLI's ``--map``) into the ``columns`` mapping of ``load_runs``.
+
+    The split is at the last ``=``, so a file's column name may itself contain ``=``; spaces around
+    either name are dropped.
+
+    Raises
+    ------
+    RunsTableError
+        For an item without ``=`` or with an empty side, the same OLD mapped twice, or two OLDs mapped
+        to one NEW.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        old, sep, new = str(item).rpartition("=")
+        old, new = old.strip(), new.strip()
+        if not sep or not old or not new:
+            raise RunsTableError(
+                f"column mapping {item!r} is not of the form OLD=NEW; write e.g. --map 'Model Size=params' "
+                f"(OLD is the file's column name, NEW the runs-table column)."
+            )
+        if old in mapping and mapping[old] != new:
+            raise RunsTableError(
+                f"column mapping maps {old!r} twice (to {mapping[old]!r} and to {new!r}); keep one."
+            )
+        clash = [o for o, n in mapping.items() if n == new and o != old]
+        if clash:
+            raise RunsTableError(
+                f"column mapping maps both {clash[0]!r} and {old!r} to {new!r}; a column can come from one "
+                f"source only."
+            )
+        mapping[old] = new
+    return mapping
+
+
+def derive_flops(
+    params,
+    tokens,
+    convention: str = DEFAULT_FLOPS_CONVENTION,
+    *,
+    n_layers=None,
+    d_model=None,
+    seq_len=None,
+) -> np.ndarray:
+    """Training FLOPs from N and D (vectorised, float64) under a named convention.
+
+    ``6ND``
+        ``6 * N * D``: 2 FLOPs per parameter per token forward, 4 backward (Kaplan et al. 2020, eq. 2.2
+        without the context term; Hoffmann et al. 2022).
+    ``6ND+attn``
+        ``6 * N * D + 12 * n_layers * d_model * seq_len * D``: adds the attention matmuls that ``N`` does
+        not see, the scores ``Q K^T`` and the weighted values ``A V``, each ``2 * seq_len * d_model``
+        FLOPs per token per layer forward, times 3 for forward plus backward (the count of Hoffmann et
+        al. 2022, App. F, with ``d_attn = d_model``). Kaplan et al. 2020 (Table 1, eq. 2.2) count only
+        one of the two, ``2 * n_layer * n_ctx * d_attn`` forward, i.e. half this term.
+    """
+    n = np.asarray(params, dtype=float)
+    d = np.asarray(tokens, dtype=float)
+    if convention == "6ND":
+        return 6.0 * n * d
+    if convention == "6ND+attn":
+        if n_layers is None or d_model is None or seq_len is None:
+            raise RunsTableError("the 6ND+attn FLOPs convention needs n_layers, d_model and seq_len.")
+        shape = (np.asarray(n_layers, dtype=float) * np.asarray(d_model, dtype=float)
+                 * np.asarray(seq_len, dtype=float))
+        return 6.0 * n * d + 12.0 * shape * d
+    raise RunsTableError(
+        f"unknown FLOPs convention {convention!r}; choose one of {', '.join(FLOPS_CONVENTIONS)}."
+    )
+
+
+def load_runs(
+    path: str | os.PathLike,
+    *,
+    columns: Mapping[str, str] | None = None,
+    flops_convention: str | None = None,
+) -> pd.DataFrame:
+    """Read a runs table (parquet or CSV, by suffix), validate it and derive FLOPs.
+
+    Parameters
+    ----------
+    path
+        A ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` file.
+    columns
+        Renames applied before validation, ``{file column: runs-table column}``, e.g.
+        ``{"Model Size": "params"}``. This is the only way aliases are accepted; every key must be a column
+        of the file. ``parse_column_map`` builds it from ``OLD=NEW`` strings.
+    flops_convention
+        ``None`` (default): keep ``flops`` as the file gives them, with the convention its
+        ``flops_convention`` column names (``"unspecified"`` when it has none); derive them with ``6ND``
+        when the file has no ``flops`` column. ``"6ND"`` or ``"6ND+attn"``: derive ``flops`` with that
+        convention on every row whose recorded convention differs (all rows when none is recorded);
+        ``6ND+attn`` needs ``n_layers``, ``d_model`` and ``seq_len``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The file's rows in file order (index 0..n-1, so data row ``i + 1`` of the file is index ``i``),
+        numeric columns as numbers, ``run_id`` as str, with ``flops`` and ``flops_convention`` columns
+        and ``attrs`` ``{"source": str(path), "flops_convention": ...}``.
+
+    Raises
+    ------
+    RunsTableError
+        When the file is missing or unreadable, or a column is missing, non-numeric, or holds values the
+        schema forbids; the message names the file, the column, the first offending data rows (numbered
+        from 1, header not counted) and what to do.
+    """
+    source = str(path)
+    path = Path(path)
+    mapping = dict(columns or {})
+    df = _read(path, source, mapping)
+    df = _rename(df, mapping, source)
+    if len(df) == 0:
+        raise RunsTableError(
+            f"runs table {source!r} has a header but no rows; it needs one row per (run, evaluation point)."
+        )
+    _check_required(df, mapping, source)
+    df = df.reset_index(drop=True)
+
+    problems = _coerce_numeric(df)
+    _raise(problems, source)
+
+    df["run_id"] = _as_run_id(df["run_id"])
+    keep_flops, convention = _resolve_flops(df, flops_convention, source)
+    problems = _check_values(df, keep_flops, convention)
+    _raise(problems, source)
+
+    derive = ~keep_flops
+    if derive.any():
+        shape = {c: df.loc[derive, c] for c in _ATTN_SHAPE_COLUMNS} if convention == "6ND+attn" else {}
+        flops = df["flops"].to_numpy(dtype=float, copy=True) if "flops" in df else np.full(len(df), np.nan)
+        flops[derive] = derive_flops(df.loc[derive, "params"], df.loc[derive, "tokens"], convention, **shape)
+        df["flops"] = flops
+        df["flops_convention"] = convention
+    elif "flops_convention" not in df:
+        df["flops_convention"] = convention
+    df.attrs = {"source": source, "flops_convention": convention}
+    return df
+
+
+def select(
+    df: pd.DataFrame,
+    status: str | Iterable[str] | None = "ok",
+    split: str | Iterable[str] | None = "val",
+) -> pd.DataFrame:
+    """Rows whose ``status`` and ``split`` are the given value(s); ``None`` or an absent column: no filter."""
+    keep = np.ones(len(df), dtype=bool)
+    for column, wanted in (("status", status), ("split", split)):
+        if wanted is None or column not in df:
+            continue
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        if column == "status":
+            unknown = [w for w in wanted if w not in STATUSES]
+            if unknown:
+                raise RunsTableError(
+                    f"select(status=...) got {', '.join(map(repr, unknown))}; statuses are "
+                    f"{', '.join(STATUSES)}."
+                )
+        keep &= df[column].isin(wanted).to_numpy()
+    return _with_attrs(df.iloc[np.flatnonzero(keep)], df)
+
+
+def final_points(df: pd.DataFrame) -> pd.DataFrame:
+    """The last row of each run, by ``step`` (else by ``tokens``), in file order.
+
+    With a ``split`` column the last row is taken per run and split; ``select`` one split first to get
+    exactly one row per run. Ties keep the later row of the table.
+    """
+    _need(df, ("run_id", "tokens"), "final_points")
+    order = "step" if "step" in df else "tokens"
+    keys = ["run_id"] + (["split"] if "split" in df else [])
+    work = pd.DataFrame({k: df[k].to_numpy() for k in keys})
+    work["_order"] = df[order].to_numpy(dtype=float)
+    work["_pos"] = np.arange(len(df))
+    last = (work.sort_values(["_order", "_pos"], kind="stable")
+            .groupby(keys, sort=False, dropna=False).tail(1)["_pos"].to_numpy())
+    return _with_attrs(df.iloc[np.sort(last)], df)
+
+
+def compute_frontier(df: pd.DataFrame) -> pd.DataFrame:
+    """The compute frontier: rows with lower loss than every row at fewer or equal FLOPs, by FLOPs.
+
+    Taken over all rows of all runs given (``select`` first to keep, e.g., only ``ok`` validation rows);
+    rows with non-finite loss or FLOPs are ignored, and of rows with equal FLOPs and loss the first in
+    the table is kept.
+    """
+    _need(df, ("flops", "loss"), "compute_frontier")
+    flops = df["flops"].to_numpy(dtype=float)
+    loss = df["loss"].to_numpy(dtype=float)
+    pos = np.flatnonzero(np.isfinite(flops) & np.isfinite(loss))
+    pos = pos[np.lexsort((pos, loss[pos], flops[pos]))]
+    ordered = loss[pos]
+    best_before = np.minimum.accumulate(np.concatenate(([np.inf], ordered[:-1])))
+    return _with_attrs(df.iloc[pos[ordered < best_before]], df)
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def _read(path: Path, source: str, mapping: dict[str, str]) -> pd.DataFrame:
+    suffix = _suffix(path)
+    kind = SUPPORTED_SUFFIXES.get(suffix)
+    if kind is None:
+        raise RunsTableError(
+            f"runs table {source!r}: cannot tell its format from the suffix {suffix or '(none)'!r}; "
+            f"scalefit reads {', '.join(SUPPORTED_SUFFIXES)} files. Convert it (e.g. with pandas) or "
+            f"rename it if it is one of these."
+        )
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
+        raise RunsTableError(f"runs table {source!r} not found{where}; check the path.")
+    if path.is_dir():
+        raise RunsTableError(f"runs table {source!r} is a folder; pass the {suffix} file itself.")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        # Keep run ids as written ("007" stays "007"): read the run_id column, or its source, as text.
+        id_source = next((old for old, new in mapping.items() if new == "run_id"), "run_id")
+        return pd.read_csv(path, dtype={id_source: str})
+    except pd.errors.EmptyDataError:
+        raise RunsTableError(
+            f"runs table {source!r} is empty; it needs a header line and one row per (run, evaluation "
+            f"point)."
+        ) from None
+    except Exception as err:  # any reader failure means the same thing to the user
+        what = "a parquet file" if kind == "parquet" else "a comma-separated text file"
+        raise RunsTableError(
+            f"runs table {source!r} cannot be read as {what} ({type(err).__name__}: {_first_line(err)}); "
+            f"check that the file is complete and really is {kind}, or rewrite it."
+        ) from err
+
+
+def _rename(df: pd.DataFrame, mapping: dict[str, str], source: str) -> pd.DataFrame:
+    if not mapping:
+        return df
+    unknown = [old for old in mapping if old not in df.columns]
+    if unknown:
+        old = unknown[0]
+        near = difflib.get_close_matches(old, [str(c) for c in df.columns], n=1)
+        guess = f" Did you mean {near[0]!r}?" if near else ""
+        raise RunsTableError(
+            f"runs table {source!r}: the column mapping names {old!r}, which is not a column of the file."
+            f"{guess} The file's columns are {_list(df.columns)}; fix the OLD side of {old}={mapping[old]}."
+        )
+    renamed = set(mapping)
+    for old, new in mapping.items():
+        if new in df.columns and new not in renamed and new != old:
+            raise RunsTableError(
+                f"runs table {source!r}: the column mapping renames {old!r} to {new!r}, but the file already "
+                f"has a column {new!r}; drop one of them, or map {new!r} to another name too."
+            )
+    return df.rename(columns=mapping)
+
+
+def _check_required(df: pd.DataFrame, mapping: dict[str, str], source: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if not missing:
+        return
+    available = [str(c) for c in df.columns]
+    hints = []
+    for column in missing:
+        folded = {c.strip().lower().replace(" ", "_"): c for c in available}
+        near = folded.get(column) or next(iter(difflib.get_close_matches(column, available, n=1)), None)
+        if near is not None:
+            hints.append(f"{near!r} looks like {column!r}: map it with columns={{{near!r}: {column!r}}} "
+                         f"(CLI: --map '{near}={column}')")
+    hint = "; ".join(hints) if hints else (
+        "if the file names them differently, map them with columns={'file name': 'runs-table name'} "
+        "(CLI: --map 'OLD=NEW')")
+    mapped = f" after the mapping {mapping}" if mapping else ""
+    raise RunsTableError(
+        f"runs table {source!r} lacks the required column{'s' if len(missing) > 1 else ''} "
+        f"{', '.join(map(repr, missing))}{mapped}. Its columns are {_list(available)}. {hint[0].upper()}"
+        f"{hint[1:]}."
+    )
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+
+def _coerce_numeric(df: pd.DataFrame) -> list[str]:
+    """Turn NUMERIC_COLUMNS into numbers in place; text that is not a number is a problem."""
+    problems = []
+    for column in NUMERIC_COLUMNS:
+        if column not in df:
+            continue
+        raw = df[column]
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            bad = np.ones(len(df), dtype=bool)
+        elif pd.api.types.is_numeric_dtype(raw.dtype):
+            continue
+        else:
+            numbers = pd.to_numeric(raw.astype(object).where(raw.notna(), np.nan), errors="coerce")
+            bad = (numbers.isna() & raw.notna()).to_numpy()
+        if bad.any():
+            problems.append(_row_problem(
+                df, column, bad, ("is not a number", "are not numbers"),
+                f"{column} must be numeric{_unit(column)}; fix these cells (no units or thousands "
+                f"separators) or drop the rows"))
+        else:
+            df[column] = numbers.astype(float)
+    return problems
+
+
+def _check_values(df: pd.DataFrame, keep_flops: np.ndarray, convention: str) -> list[str]:
+    problems = []
+    ids = df["run_id"]
+    missing_id = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
+    if missing_id.any():
+        problems.append(_row_problem(df, "run_id", missing_id, ("has no run_id", "have no run_id"),
+                                     "every row needs the id of the run it belongs to"))
+
+    for column, hint in _POSITIVE_HINTS.items():
+        if column in df:
+            bad = ~_positive(df[column])
+            if bad.any():
+                problems.append(_row_problem(df, column, bad, _NOT_POSITIVE, hint))
+
+    if "flops" in df:
+        bad = keep_flops & ~_positive(df["flops"])
+        if bad.any():
+            problems.append(_row_problem(
+                df, "flops", bad, _NOT_POSITIVE,
+                "flops is the training compute so far [FLOP]; fix these rows, or drop the flops column "
+                "(or pass flops_convention='6ND') to derive it from params and tokens"))
+
+    if convention == "6ND+attn":
+        derive = ~keep_flops
+        absent = [c for c in _ATTN_SHAPE_COLUMNS if c not in df]
+        if absent and derive.any():
+            problems.append(
+                f"the 6ND+attn FLOPs convention needs the column{'s' if len(absent) > 1 else ''} "
+                f"{', '.join(map(repr, absent))}, which the file lacks. Add the model shape "
+                f"(n_layers, d_model, seq_len) or use flops_convention='6ND'.")
+        for column in (c for c in _ATTN_SHAPE_COLUMNS if c in df):
+            bad = derive & ~_positive(df[column])
+            if bad.any():
+                problems.append(_row_problem(
+                    df, column, bad, _NOT_POSITIVE,
+                    f"the 6ND+attn FLOPs convention needs {column} on every row; fill it in or use "
+                    f"flops_convention='6ND'"))
+
+    if "step" in df:
+        step = df["step"].to_numpy(dtype=float)
+        bad = ~(np.isfinite(step) & (step >= 0))
+        if bad.any():
+            problems.append(_row_problem(df, "step", bad, _NOT_NONNEGATIVE,
+                                         "step is the optimiser step of the row; fill it in or drop "
+                                         "the step column"))
+
+    status_ok = None
+    if "status" in df:
+        status = df["status"]
+        known = status.isin(STATUSES).to_numpy()
+        if not known.all():
+            problems.append(_row_problem(
+                df, "status", ~known, ("holds an unknown status", "hold unknown statuses"),
+                f"status must be one of {', '.join(STATUSES)} (lower case)"))
+        status_ok = (status == "ok").to_numpy()
+    loss = df["loss"].to_numpy(dtype=float)
+    finite = np.isfinite(loss)
+    must_be_finite = status_ok if status_ok is not None else np.ones(len(df), dtype=bool)
+    bad = (must_be_finite & ~finite) | (finite & (loss <= 0))
+    if bad.any():
+        if status_ok is not None:
+            hint = ("loss must be finite and > 0 on rows with status 'ok'; give the rows of a run that "
+                    "blew up status 'diverged' (their NaN/inf losses are kept), or drop these rows")
+        else:
+            hint = ("loss must be finite and > 0; if these are runs that blew up, add a status column "
+                    "with 'diverged' for them (their NaN/inf losses are then kept), else drop these rows")
+        problems.append(_row_problem(df, "loss", bad, ("holds an invalid loss", "hold invalid losses"), hint))
+
+    problems.extend(_duplicates(df))
+    return problems
+
+
+def _duplicates(df: pd.DataFrame) -> list[str]:
+    # train and val losses at one step are two rows, so the split (when present) is part of the key.
+    key = ["run_id", "step" if "step" in df else "tokens"] + (["split"] if "split" in df else [])
+    dup = df.duplicated(key, keep=False).to_numpy()
+    if not dup.any():
+        return []
+    rows = pd.DataFrame({k: df[k].to_numpy()[dup] for k in key})
+    rows["_row"] = np.flatnonzero(dup) + 1
+    groups = rows.groupby(key, sort=False, dropna=False)["_row"].agg(list)
+    shown = []
+    for values, numbers in list(groups.items())[:3]:
+        values = values if isinstance(values, tuple) else (values,)
+        what = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(key, values, strict=True))
+        shown.append(f"{what} at rows {', '.join(map(str, numbers[:_MAX_SHOWN]))}")
+    more = f" (and {len(groups) - 3} more)" if len(groups) > 3 else ""
+    key_text = "(" + ", ".join(key) + ")"
+    repeats = f"{len(groups)} {key_text} combinations repeat" if len(groups) > 1 else f"{key_text} repeats"
+    return [(
+        f"column {key[1]!r}: {repeats}: {'; '.join(shown)}{more}. Each run may have one row per "
+        f"{key[1]}{' and split' if 'split' in key else ''}; drop the repeated rows (a resumed run often "
+        f"logs its last evaluation twice) or give restarts their own run_id."
+    )]
+
+
+def _resolve_flops(df: pd.DataFrame, requested: str | None, source: str) -> tuple[np.ndarray, str]:
+    """Which rows keep the file's ``flops``, and the convention of the resulting column."""
+    if requested is not None and requested not in FLOPS_CONVENTIONS:
+        raise RunsTableError(
+            f"runs table {source!r}: unknown FLOPs convention {requested!r}; choose one of "
+            f"{', '.join(FLOPS_CONVENTIONS)}."
+        )
+    if "flops" not in df:
+        return np.zeros(len(df), dtype=bool), requested or DEFAULT_FLOPS_CONVENTION
+    if "flops_convention" in df:
+        recorded = df["flops_convention"].astype(object).where(df["flops_convention"].notna(),
+                                                               UNSPECIFIED_CONVENTION).astype(str)
+    else:
+        recorded = pd.Series(UNSPECIFIED_CONVENTION, index=df.index)
+    if requested is not None:
+        return (recorded == requested).to_numpy(), requested
+    kinds = pd.unique(recorded)
+    if len(kinds) > 1:
+        firsts = [f"{k!r} (first at row {int(np.argmax((recorded == k).to_numpy())) + 1})" for k in kinds[:4]]
+        raise RunsTableError(
+            f"runs table {source!r}, column 'flops_convention': the rows mix conventions, "
+            f"{', '.join(firsts)}, so their FLOPs are not comparable. Pass flops_convention='6ND' (or "
+            f"'6ND+attn') to re-derive flops on the rows that differ."
+        )
+    df["flops_convention"] = recorded
+    return np.ones(len(df), dtype=bool), str(kinds[0])
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _positive(values: pd.Series) -> np.ndarray:
+    x = values.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(x) & (x > 0)
+
+
+def _as_run_id(ids: pd.Series) -> pd.Series:
+    """run_id as str, missing ids kept missing; integral floats (an int column with gaps) lose '.0'."""
+    if pd.api.types.is_float_dtype(ids.dtype):
+        ids = ids.map(lambda v: str(int(v)) if math.isfinite(v) and v == int(v) else str(v),
+                      na_action="ignore")
+    return ids.astype(str)
+
+
+def _row_problem(df: pd.DataFrame, column: str, bad: np.ndarray, what: tuple[str, str], hint: str) -> str:
+    rows = np.flatnonzero(bad)
+    values = df[column].to_numpy()[rows[:_MAX_SHOWN]]
+    shown = ", ".join(f"row {r + 1} ({_fmt(v)})" for r, v in zip(rows[:_MAX_SHOWN], values, strict=True))
+    more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
+    if len(rows) > 1:
+        count = f"{len(rows)} of {len(df)} rows {what[1]}"
+    else:
+        count = f"1 row {what[0]}"
+    return f"column {column!r}: {count}: {shown}{more}. {hint}."
+
+
+def _raise(problems: list[str], source: str) -> None:
+    if not problems:
+        return
+    note = " Rows are numbered from 1, header not counted."
+    if len(problems) == 1:
+        raise RunsTableError(f"runs table {source!r}, {problems[0]}{note}")
+    body = "\n".join(f"  - {p}" for p in problems)
+    raise RunsTableError(f"runs table {source!r} has {len(problems)} problems:\n{body}\n{note.strip()}")
+
+
+def _fmt(value) -> str:
+    if value is None or value is pd.NA:
+        return "empty"
+    if isinstance(value, (float, np.floating)):
+        return "empty" if np.isnan(value) else f"{value:g}"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _unit(column: str) -> str:
+    units = {"params": " [parameters]", "tokens": " [tokens]", "loss": " [nats/token]", "flops": " [FLOP]",
+             "batch_size": " [tokens per step]", "seq_len": " [tokens]", "wall_time": " [s]"}
+    return units.get(column, "")
+
+
+def _list(columns) -> str:
+    names = [repr(str(c)) for c in columns]
+    return ", ".join(names[:20]) + (f" (and {len(names) - 20} more)" if len(names) > 20 else "")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else "no details"
+
+
+def _need(df: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
+    missing = [c for c in columns if c not in df]
+    if missing:
+        raise RunsTableError(f"{where} needs the column{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(map(repr, missing))}; load the table with load_runs.")
+
+
+def _with_attrs(out: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    out = out.copy()
+    out.attrs = dict(df.attrs)
+    return out
