@@ -130,7 +130,7 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2's scaled init of the residual projections: std 0.02/sqrt(2L).
         for name, p in self.named_parameters():
-            if name.endswith("attn.out.weight") or name.endswith("mlp.2.weight"):
+            if name.endswith(("attn.out.weight", "mlp.2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     @staticmethod

@@ -21,7 +21,7 @@ Spec format (see ``runners/configs/``)::
     seed = [0]
 
 Executors, all behind ``run_all``: ``local`` (a process pool, the default), ``submitit`` (SLURM through
-submitit; ``--cluster local`` or ``debug`` runs submitit's own local executors) and ``ray``. Relaunching a
+submitit; ``--cluster local`` runs submitit's own local executor, ``workers`` jobs at a time) and ``ray``. Relaunching a
 sweep skips finished runs (their part exists) and resumes unfinished ones from their checkpoints.
 
 Usage::
@@ -80,7 +80,9 @@ def expand(spec: dict) -> list[RunSpec]:
                 config = {**defaults, **extra, "size": size, "tokens": tokens, "lr": lr,
                           "batch_size": batch, "seed": seed}
                 run = spec_from_dict(config)
-                runs.setdefault(run.run_id, run)
+                if runs.setdefault(run.run_id, run) != run:
+                    raise ValueError(f"two different runs share the id {run.run_id} (run ids keep 3 significant "
+                                     f"digits of tokens and lr): {runs[run.run_id]} and {run}")
     return list(runs.values())
 
 
@@ -98,8 +100,13 @@ def run_all(fn: Callable, items: list, *, executor: str = "local", workers: int 
 
         ex = submitit.AutoExecutor(folder=log_folder or "submitit_logs", cluster=cluster)
         ex.update_parameters(timeout_min=24 * 60, **(slurm or {}))
-        jobs = {ex.submit(fn, item): item for item in items}
-        while jobs:
+        # SLURM queues every job itself; submitit's local cluster would start them all at once.
+        in_flight = len(items) if cluster == "slurm" else workers
+        queue, jobs = list(items), {}
+        while queue or jobs:
+            while queue and len(jobs) < in_flight:
+                item = queue.pop(0)
+                jobs[ex.submit(fn, item)] = item
             for job in [j for j in jobs if j.done()]:
                 item = jobs.pop(job)
                 yield item, job.exception() or job.result()
@@ -115,7 +122,7 @@ def run_all(fn: Callable, items: list, *, executor: str = "local", workers: int 
             item = refs.pop(done[0])
             try:
                 yield item, ray.get(done[0])
-            except Exception as err:  # a failed run is reported, the sweep goes on
+            except ray.exceptions.RayError as err:  # a failed run is reported, the sweep goes on
                 yield item, err
     else:
         raise ValueError(f"unknown executor {executor!r}; use local, submitit or ray")
@@ -129,6 +136,12 @@ class _Job:
 
     def __call__(self, run: RunSpec) -> str:
         return str(train(run, self.out, device=self.device, threads=self.threads))
+
+    def checkpoint(self, run: RunSpec):
+        """submitit's hook on SLURM preemption or timeout: requeue; the run resumes from its checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, run)
 
 
 def compact(out: str | Path, dest: str | Path) -> pd.DataFrame:
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
     parser.add_argument("--executor", choices=("local", "submitit", "ray"), default="local")
     parser.add_argument("--cluster", default="local",
-                        help="submitit cluster: slurm, local or debug (default local)")
+                        help="submitit cluster: slurm or local (default local)")
     parser.add_argument("--partition", help="SLURM partition (submitit, cluster slurm)")
     parser.add_argument("--workers", type=int, default=1, help="parallel runs (local executor)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

@@ -199,7 +199,11 @@ def train(spec: RunSpec, out: str | Path, *, device: str = "cpu", threads: int |
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        value = loss.item()
+        value = loss.detach().clone()
+        if world > 1:  # the global batch's loss, identical on every rank, so that all ranks stop together
+            torch.distributed.all_reduce(value)
+            value = value / world
+        value = value.item()
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if not math.isfinite(value) or (step > spec.warmup_steps and ema > divergence_limit):
             status = "diverged"
