@@ -176,3 +176,200 @@ def save_and_close(figure, path, dpi: int = 120) -> None:
     """Save a figure to ``path`` and release it (so that many plots do not pile up in pyplot)."""
     figure.savefig(path, dpi=dpi)
     _pyplot().close(figure)
+
+
+# --- fitted laws (scalefit.fitting.FitResult) --------------------------------------------------------
+
+
+def _size_groups(sizes, n_groups: int):
+    """Group labels for model sizes: each distinct size when there are few, else log-spaced quantile bins."""
+    import numpy as np
+    import pandas as pd
+
+    if sizes.nunique() <= n_groups:
+        return sizes.rank(method="dense").astype(int) - 1
+    return pd.qcut(np.log(sizes), n_groups, labels=False, duplicates="drop")
+
+
+def plot_fit(result, ax=None, *, interval: str | None = "confidence", n_groups: int = 6):
+    """Observed losses and the fitted law, with its bootstrap band.
+
+    A law in one input is drawn against it. A joint law is drawn against its last input (e.g. tokens)
+    with one curve per model size (sizes binned into ``n_groups`` log-spaced quantile groups when there are
+    more; each curve is at its group's geometric-mean size).
+
+    Parameters
+    ----------
+    result : scalefit.fitting.FitResult
+    ax : matplotlib Axes, optional
+    interval : {"confidence", "prediction", None}
+        Band around each curve (needs bootstrap draws; skipped when there are none).
+    n_groups : int
+        Most curves drawn for a joint law.
+    """
+    import numpy as np
+    import pandas as pd
+
+    fig, ax = _new_axes(ax)
+    data, inputs = result.data, result.law.inputs
+    x_name = inputs[-1]
+    has_band = interval is not None and len(result.draws) and result.draws["converged"].any()
+    if len(inputs) == 1:
+        groups = pd.Series(0, index=data.index)
+    else:
+        groups = _size_groups(data[inputs[0]], n_groups)
+    for colour, (group, points) in zip(PALETTE * 4, data.groupby(groups)):
+        grid = np.geomspace(points[x_name].min() / 1.5, points[x_name].max() * 1.5, 80)
+        new = pd.DataFrame({x_name: grid})
+        label = "data"
+        for other in inputs[:-1]:
+            size = float(np.exp(np.log(points[other]).mean()))
+            new[other] = size
+            label = f"{other} ≈ {size:.3g}"
+        ax.scatter(points[x_name], points["loss"], s=10, color=colour, alpha=0.7, label=label)
+        band = result.predict(new, interval=interval) if has_band else result.predict(new, interval=None)
+        ax.plot(grid, band["mean"], color=colour, lw=1.2)
+        if has_band:
+            ax.fill_between(grid, band["lo"], band["hi"], color=colour, alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(_HPARAM_LABELS.get(x_name, x_name))
+    ax.set_ylabel("loss")
+    band_note = f", {100 * result.level:.0f}% {interval} band" if has_band else ""
+    ax.set_title(f"{result.law!r}: objective {result.objective:.4g}{band_note}", fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def plot_residuals(result, ax=None):
+    """Log residuals ``log L − log L̂`` against the fitted loss, coloured by the law's first input."""
+    import numpy as np
+
+    fig, ax = _new_axes(ax)
+    fitted = np.exp(np.log(result.data["loss"]) - result.residuals)
+    first = result.law.inputs[0]
+    shown = ax.scatter(fitted, result.residuals, c=np.log10(result.data[first]), s=10, cmap="viridis")
+    fig.colorbar(shown, ax=ax, label=f"log10 {first}")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xlabel("fitted loss L̂")
+    ax.set_ylabel("log L − log L̂")
+    ax.set_title(f"{result.law!r}: residuals of {result.n_points} points", fontsize=8)
+    return fig
+
+
+def plot_bootstrap(result, params=None):
+    """Histogram of the bootstrap draws of each parameter, with the estimate and its interval.
+
+    Parameters
+    ----------
+    result : scalefit.fitting.FitResult
+    params : sequence of str, optional
+        Which entries of ``result.params``; default all of them.
+    """
+    draws = result.draws[result.draws["converged"]] if len(result.draws) else result.draws
+    if not len(draws):
+        raise ValueError("this fit has no converged bootstrap draws to plot; refit with bootstrap > 0")
+    names = list(params or result.params.index)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.4), constrained_layout=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.hist(draws[name], bins=30, color=PALETTE[0], alpha=0.7)
+        ax.axvline(result.params[name], color=PALETTE[3], lw=1.2)
+        for bound in result.intervals.loc[name]:
+            ax.axvline(bound, color=PALETTE[3], lw=0.8, ls="--")
+        ax.set_xlabel(name)
+        ax.set_yticks([])
+    fig.suptitle(f"{result.law!r}: {len(draws)} {result.interval_method} draws, {100 * result.level:.0f}% "
+                 "intervals dashed", fontsize=8)
+    return fig
+
+
+def plot_rl_curves(result, ax=None):
+    """RL test error ``L`` against ``X`` per model size (log-log), with the fitted law.
+
+    Filled markers are fitted points, hollow ones held out by the protocol, crosses the anchor points on
+    which ``slope-only`` refits a target's intercept. Solid lines are the law at fitted sizes; for held-out
+    sizes, dashed is ``slope-only`` and dotted ``full``.
+
+    Parameters
+    ----------
+    result : scalefit.rl.RLFit
+    ax : matplotlib Axes, optional
+    """
+    import numpy as np
+
+    fig, ax = _new_axes(ax, figsize=(5.6, 4.0))
+    points = result.points
+    styles = {"L_hat": "-", "L_hat_slope_only": "--", "L_hat_full": ":"}
+    names = {"L_hat": "law", "L_hat_slope_only": "slope-only", "L_hat_full": "full"}
+    shown_styles = set()
+    for position, (n, group) in enumerate(points.groupby("params")):
+        colour = PALETTE[position % len(PALETTE)]
+        label = group["size"].iloc[0]
+        markers = {"fit": {"marker": "o", "color": colour}, "anchor": {"marker": "x", "color": colour},
+                   "heldout": {"marker": "o", "facecolors": "none", "edgecolors": colour}}
+        size_label = label
+        for role, style in markers.items():
+            subset = group[group["role"] == role]
+            if len(subset):
+                ax.scatter(subset["x"], subset["loss"], s=12, linewidths=0.8, label=size_label, zorder=3, **style)
+                size_label = None
+        grid = np.geomspace(group["x"].min(), group["x"].max(), 60)
+        first_run = group[group["run_id"] == group["run_id"].iloc[0]].sort_values("x")
+        for column, style in styles.items():
+            if column in group and group[column].notna().any():
+                # The law is a straight line in log-log: interpolate the prediction of one run over the grid.
+                line = np.exp(np.interp(np.log(grid), np.log(first_run["x"]), np.log(first_run[column])))
+                ax.plot(grid, line, style, color=colour, linewidth=1.2,
+                        label=names[column] if column != "L_hat" and column not in shown_styles else None)
+                shown_styles.add(column)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    x_name = {"compute": "RL compute C [FLOP]", "data": "RL data D [samples]"}.get(result.x, result.x_column)
+    ax.set_xlabel(x_name)
+    ax.set_ylabel("test error L = 1 − pass@1" if result.metric != "L" else "error rate L")
+    protocol = result.protocol["name"] if result.protocol else "all points fitted"
+    ax.set_title(f"RL scaling: K_max = {result.params['K_max']:.3g}, N0 = {result.params['N0']:.3g} ({protocol})",
+                 fontsize=8)
+    ax.legend(fontsize=6, loc="best", ncol=2)
+    return fig
+
+
+def plot_rl_efficiency(result, ax=None):
+    """Learning efficiency ``k`` per model size and the saturation curve ``k(N) = K_max / (1 + N0/N)``.
+
+    Filled markers with bars: the law's ``k`` at fitted sizes and its bootstrap interval; hollow squares:
+    each size's own least-squares slope (``k_free``), a check of the saturating form; hollow circles: the
+    law's ``k`` at held-out sizes. Dotted lines mark ``K_max`` and ``N0``.
+
+    Parameters
+    ----------
+    result : scalefit.rl.RLFit
+    ax : matplotlib Axes, optional
+    """
+    import numpy as np
+
+    fig, ax = _new_axes(ax)
+    table = result.per_size
+    k_max, n0 = float(result.params["K_max"]), float(result.params["N0"])
+    grid = np.geomspace(table["N"].min() / 3, max(table["N"].max() * 3, min(n0 * 10, table["N"].max() * 100)), 200)
+    ax.plot(grid, k_max / (1 + n0 / grid), color=PALETTE[0], label="k(N) = K_max / (1 + N0/N)")
+    fitted = table[table["role"] == "fit"]
+    errors = np.vstack([fitted["k"] - fitted["k_lo"], fitted["k_hi"] - fitted["k"]])
+    ax.errorbar(fitted["N"], fitted["k"], yerr=np.where(np.isfinite(errors), errors, 0), fmt="o", color=PALETTE[0],
+                markersize=4, capsize=2, label=f"law at fitted sizes ({100 * result.level:.0f}% interval)")
+    ax.scatter(table["N"], table["k_free"], marker="s", facecolors="none", edgecolors=PALETTE[3], s=22,
+               label="each size's own slope", zorder=3)
+    targets = table[table["role"] == "target"]
+    if len(targets):
+        ax.scatter(targets["N"], targets["k"], facecolors="none", edgecolors=PALETTE[0], s=30,
+                   label="law at held-out sizes", zorder=3)
+    ax.axhline(k_max, color="0.5", linestyle=":", linewidth=0.8)
+    ax.axvline(n0, color="0.5", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("model size N [parameters]")
+    ax.set_ylabel("learning efficiency k")
+    ax.set_title(f"K_max = {k_max:.3g}, N0 = {n0:.3g}", fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+    return fig

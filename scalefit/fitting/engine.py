@@ -1,0 +1,302 @@
+"""``fit(law, data)``: validate the points, search the start grid, polish, bootstrap, report."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scalefit.errors import FitError
+from scalefit.fitting.bootstrap import percentile_intervals, refit_replicates, resample_counts
+from scalefit.fitting.objective import LOSSES, Loss, Objective
+from scalefit.fitting.optimiser import MultiStart, OptimiserSettings, Polished, multistart, polish
+from scalefit.fitting.parameters import FreeParameters, free_parameters
+from scalefit.fitting.result import FitResult
+from scalefit.laws.base import Law
+
+_LEVEL = 0.95
+
+
+def fit(
+    law: Law,
+    data: pd.DataFrame,
+    *,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    weights: np.ndarray | Sequence[float] | str | None = None,
+    fix: Mapping[str, float] | None = None,
+    tie: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    starts: np.ndarray | pd.DataFrame | Mapping[str, Sequence[float]] | None = None,
+    bootstrap: int = 1000,
+    resample: str | None = None,
+    seed: int = 0,
+    flops_convention: str | None = None,
+    settings: OptimiserSettings | None = None,
+) -> FitResult:
+    """Fit ``law`` to the points in ``data`` by multi-start robust regression, with bootstrap intervals.
+
+    Minimises ``F = sum_i w_i · rho(log L_i − log L̂_i)`` (Huber's ``rho`` with threshold ``delta`` by
+    default, as Hoffmann et al. 2022 and Besiroglu et al. 2024) from every start of a grid, vectorised
+    across starts (see :mod:`scalefit.fitting.optimiser`), then refits ``bootstrap`` resamples of the data
+    from the optimum for percentile intervals.
+
+    Parameters
+    ----------
+    law
+        The law, e.g. ``Chinchilla()`` or ``PowerLaw(x="flops")``.
+    data
+        One row per point, with the law's input columns (e.g. ``params``, ``tokens``) and ``loss``; a
+        ``run_id`` column enables run resampling.
+    loss
+        ``"huber"`` (on log loss), ``"mse_log"`` (squared log residuals) or ``"mse"`` (squared residuals
+        of the loss itself).
+    delta
+        Huber threshold on log residuals (1e-3, Epoch's choice).
+    weights
+        Per-point weights (array of ``len(data)``), or ``"equal_per_size"``: every distinct ``params``
+        value gets the same total weight (``w_i = n / (K · n_k)`` for ``K`` sizes with ``n_k`` points each),
+        so that a size with many checkpoints does not dominate. Default: all 1.
+    fix
+        Parameters held at a value, by reported or fitted name, value as reported: ``{"alpha": 0.34}``.
+    tie
+        Parameters constrained equal: ``("alpha", "beta")`` or a list of such groups.
+    starts
+        Start points in the fitting space: None for the law's default grid; a mapping of name -> values
+        whose Cartesian product is the grid (missing names use the law's grid values); or an array /
+        DataFrame of full parameter vectors in the law's parameter order.
+    bootstrap
+        Number of bootstrap refits; 0 for none (then ``interval_method == "none"``). Each refit starts at
+        the full-data optimum (a local refit, as cheap as it is fast); where the data admit competing
+        basins the intervals describe the uncertainty within the chosen one.
+    resample
+        ``"run"`` (resample whole runs by ``run_id``) or ``"point"``. Default: ``"run"`` when ``data`` has
+        a ``run_id`` column and some run has several rows, else ``"point"``.
+    seed
+        Seed for the bootstrap (the same inputs give the same result).
+    flops_convention
+        How FLOPs were counted, recorded on the result; taken from a single-valued ``flops_convention``
+        column of ``data`` when not given.
+    settings
+        Optimiser settings; the defaults suit the shipped laws.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    FitError
+        Degenerate input: missing columns, non-finite or non-positive values, constant loss, a single
+        value of an input (one model size for a joint law), fewer distinct points than free parameters,
+        bad weights, unknown parameter names, or run resampling without ``run_id``.
+    """
+    if not isinstance(law, Law):
+        raise FitError(f"law must be a scalefit law such as Chinchilla(), not {law!r}")
+    if loss not in LOSSES:
+        raise FitError(f"loss must be one of {LOSSES}, not {loss!r}")
+    if not delta > 0:
+        raise FitError(f"delta must be positive, not {delta!r}")
+    if bootstrap < 0:
+        raise FitError(f"bootstrap must be >= 0, not {bootstrap!r}")
+    settings = settings or OptimiserSettings()
+    free = free_parameters(law, fix, tie)
+    points = _validated_points(law, data, free)
+    point_weights = _point_weights(weights, data)
+    by_run = _resample_by_run(resample, points)
+    objective = Objective(
+        law=law,
+        inputs=law.input_array(points),
+        log_loss=np.log(points["loss"].to_numpy(dtype=float)),
+        point_weights=point_weights,
+        loss=Loss(loss, float(delta)),
+        free=free,
+    )
+
+    search = multistart(objective, _start_points(law, free, starts), settings)
+    polished = polish(objective, search.best, settings)
+    success, message = _verdict(search, polished, free, settings)
+    theta = free.expand(polished.z[None])
+
+    interval_method = "none"
+    draws = pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"])
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        counts = resample_counts(len(points), bootstrap, rng, points["run_id"].to_numpy() if by_run else None)
+        refits = refit_replicates(objective, polished.z, counts, settings)
+        draws = _reported_frame(law, free.expand(refits.z))
+        draws["objective"] = refits.objective
+        draws["converged"] = refits.converged
+        interval_method = "bootstrap-run" if by_run else "bootstrap-point"
+
+    params = _reported_frame(law, theta).iloc[0]
+    if interval_method == "none":
+        intervals = pd.DataFrame(np.nan, index=params.index, columns=["lo", "hi"])
+    else:
+        intervals = percentile_intervals(draws.loc[draws["converged"], list(params.index)], _LEVEL)
+    residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
+    return FitResult(
+        law=law,
+        params=params,
+        intervals=intervals,
+        interval_method=interval_method,
+        success=success,
+        message=message,
+        objective=polished.objective,
+        loss=objective.loss.describe(),
+        n_points=len(points),
+        n_starts=search.n_starts,
+        n_pruned=search.n_pruned,
+        n_converged=search.n_converged,
+        n_best_basin=search.n_best_basin,
+        draws=draws,
+        data=points,
+        residuals=pd.Series(residuals, index=points.index, name="log_residual"),
+        flops_convention=_flops_convention(flops_convention, data),
+        n_free=len(free.names),
+        fixed={law.parameter(name).reported: float(params[law.parameter(name).reported]) for name in free.fixed},
+        level=_LEVEL,
+        seed=seed,
+    )
+
+
+def _reported_frame(law: Law, theta: np.ndarray) -> pd.DataFrame:
+    reported = pd.DataFrame(law.to_reported(theta), columns=list(law.reported_names))
+    return pd.concat([reported, law.derive(reported)], axis=1)
+
+
+def _validated_points(law: Law, data: pd.DataFrame, free: FreeParameters) -> pd.DataFrame:
+    """The columns the fit uses, after checking that they can support a fit of ``law``."""
+    if not isinstance(data, pd.DataFrame):
+        raise FitError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    needed = [*law.inputs, "loss"]
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise FitError(f"{law.name} needs columns {needed}; data lacks {missing} (has {list(data.columns)})")
+    columns = needed + (["run_id"] if "run_id" in data.columns else [])
+    points = data[columns].copy()
+    for column in needed:
+        values = pd.to_numeric(points[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            rows = list(points.index[bad][:5])
+            raise FitError(
+                f"column {column!r} must be finite and positive: {bad.sum()} row(s) are not (first: {rows}); "
+                "drop or fix them before fitting"
+            )
+        points[column] = values
+    if points["loss"].nunique() == 1:
+        raise FitError("the loss is the same at every point: there is nothing to fit")
+    for column in law.inputs:
+        if points[column].nunique() < 2:
+            raise FitError(
+                f"{law.name} needs at least two distinct values of {column!r}; all {len(points)} points have "
+                f"{column} = {points[column].iloc[0]:g} (e.g. a joint law fitted to one model size)"
+            )
+    n_free = len(free.names)
+    if len(points) <= n_free:
+        raise FitError(f"{len(points)} points cannot determine {n_free} free parameters; need more points than that")
+    distinct = len(points[list(law.inputs)].drop_duplicates())
+    if distinct < n_free:
+        raise FitError(
+            f"only {distinct} distinct values of {list(law.inputs)} for {n_free} free parameters; add runs at "
+            "other sizes, or fix/tie parameters"
+        )
+    return points
+
+
+def _point_weights(weights: np.ndarray | Sequence[float] | str | None, data: pd.DataFrame) -> np.ndarray:
+    """One weight per row of ``data`` (already validated, so every row is a fitted point)."""
+    n_points = len(data)
+    if weights is None:
+        return np.ones(n_points)
+    if isinstance(weights, str):
+        if weights != "equal_per_size":
+            raise FitError(f"weights must be an array or 'equal_per_size', not {weights!r}")
+        if "params" not in data.columns:
+            raise FitError("weights='equal_per_size' needs a 'params' column (model size)")
+        sizes = data["params"]
+        per_size = sizes.map(sizes.value_counts()).to_numpy(dtype=float)
+        return n_points / (sizes.nunique() * per_size)
+    values = np.asarray(weights, dtype=float)
+    if values.shape != (n_points,):
+        raise FitError(f"weights must have one value per point ({n_points}), got shape {values.shape}")
+    if not (np.isfinite(values).all() and (values >= 0).all() and values.sum() > 0):
+        raise FitError("weights must be finite, non-negative and not all zero")
+    return values
+
+
+def _start_points(
+    law: Law, free: FreeParameters, starts: np.ndarray | pd.DataFrame | Mapping[str, Sequence[float]] | None
+) -> np.ndarray:
+    """Start vectors in the free space, duplicates (e.g. from fixed or tied grid columns) removed."""
+    if starts is None:
+        theta = law.start_grid()
+    elif isinstance(starts, Mapping):
+        unknown = [name for name in starts if name not in law.param_names]
+        if unknown:
+            raise FitError(f"unknown start grid name(s) {unknown}; {law.name} fits {list(law.param_names)}")
+        axes = [tuple(starts.get(p.name, p.grid)) for p in law.parameters]
+        theta = np.array(list(itertools.product(*axes)), dtype=float)
+    else:
+        frame = starts[list(law.param_names)] if isinstance(starts, pd.DataFrame) else starts
+        theta = np.asarray(frame, dtype=float)
+        if theta.ndim != 2 or theta.shape[1] != len(law.parameters):
+            raise FitError(f"starts must be (starts, {len(law.parameters)}) in the order {list(law.param_names)}")
+    return np.unique(free.reduce(theta), axis=0)
+
+
+def _verdict(
+    search: MultiStart, polished: Polished, free: FreeParameters, settings: OptimiserSettings
+) -> tuple[bool, str]:
+    """``success`` and ``message``: scipy's words, with our reason when we overrule or qualify them.
+
+    A failed line search (scipy's ``ABNORMAL``) at a point that passes the stationarity check is
+    accepted: it means L-BFGS-B started where no lower point exists, a common end at Huber's kinks.
+    """
+    scipy_result = polished.scipy_result
+    scipy_message = str(scipy_result.message)
+    reasons = []
+    if search.n_converged == 0:
+        reasons.append(f"no start converged within {settings.max_iterations} steps")
+    if polished.stationarity > settings.stationarity_tolerance:
+        reasons.append(
+            f"not stationary after the polish (relative gradient {polished.stationarity:.2g} > "
+            f"{settings.stationarity_tolerance:g})"
+        )
+    span = free.bounds[:, 1] - free.bounds[:, 0]
+    on_bound = (polished.z - free.bounds[:, 0] <= 1e-9 * span) | (free.bounds[:, 1] - polished.z <= 1e-9 * span)
+    for name, z in zip(np.array(free.names)[on_bound], polished.z[on_bound]):
+        reasons.append(f"{name} ended on its bound ({z:g} in the fitting space): the data do not pin it down")
+    line_search_stall = scipy_message.startswith("ABNORMAL")
+    if not scipy_result.success and not line_search_stall:
+        reasons.append("the L-BFGS-B polish failed")
+    if reasons:
+        return False, "; ".join(reasons) + f" (scipy L-BFGS-B: {scipy_message})"
+    if line_search_stall:
+        return True, (
+            f"{scipy_message.strip()} (L-BFGS-B's line search found no lower point; accepted as converged: "
+            f"relative gradient {polished.stationarity:.1g})"
+        )
+    return True, scipy_message
+
+
+def _resample_by_run(resample: str | None, points: pd.DataFrame) -> bool:
+    has_runs = "run_id" in points.columns
+    if resample is None:
+        return has_runs and bool(points["run_id"].duplicated().any())
+    if resample == "run":
+        if not has_runs:
+            raise FitError("resample='run' needs a 'run_id' column; use resample='point' for independent points")
+        return True
+    if resample == "point":
+        return False
+    raise FitError(f"resample must be 'run', 'point' or None, not {resample!r}")
+
+
+def _flops_convention(given: str | None, data: pd.DataFrame) -> str | None:
+    if given is not None or "flops_convention" not in data.columns:
+        return given
+    conventions = data["flops_convention"].dropna().unique()
+    return str(conventions[0]) if len(conventions) == 1 else None
