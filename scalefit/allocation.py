@@ -116,19 +116,16 @@ def approach1(df: pd.DataFrame, *, points: str = "final", n_budgets: int = 12,
     grid = np.geomspace(lo, hi, n_budgets)
     records = []
     for c in grid:
-        best = None
+        candidates = []
         for n, g in curves.items():
             cs = g["_c"].to_numpy()
-            if not cs[0] <= c <= cs[-1]:
-                continue
-            loss = float(np.exp(np.interp(np.log(c), np.log(cs), np.log(g["loss"].to_numpy()))))
-            tokens = float(np.exp(np.interp(np.log(c), np.log(cs), np.log(g["tokens"].to_numpy()))))
-            if best is None or loss < best["loss_opt"]:
-                best = {"flops": c, "params_opt": float(n), "tokens_opt": tokens, "loss_opt": loss,
-                        "sizes_compared": 0}
-            best["sizes_compared"] += 1
-        if best is not None and best["sizes_compared"] >= 2:
-            records.append(best)
+            if cs[0] <= c <= cs[-1]:
+                at = {k: float(np.exp(np.interp(np.log(c), np.log(cs), np.log(g[k].to_numpy()))))
+                      for k in ("loss", "tokens")}
+                candidates.append({"flops": c, "params_opt": float(n), "tokens_opt": at["tokens"],
+                                   "loss_opt": at["loss"]})
+        if len(candidates) >= 2:
+            records.append(min(candidates, key=lambda r: r["loss_opt"]) | {"sizes_compared": len(candidates)})
     optima = pd.DataFrame(records)
     notes = []
     edge = optima["params_opt"].isin([min(curves), max(curves)]).sum() if len(optima) else 0
@@ -190,3 +187,62 @@ def approach2(df: pd.DataFrame, *, min_sizes: int = 4, tolerance_decades: float 
     params_law, tokens_law = _laws(optima)
     return AllocationResult("approach 2 (IsoFLOP parabolas)", optima, params_law, tokens_law,
                             _convention_name(df, convention), tuple(notes))
+
+
+@dataclass(frozen=True)
+class JointLawAllocation:
+    """Approach 3: N_opt(C), D_opt(C) from a fitted joint law, with percentile bands over bootstrap draws."""
+
+    table: pd.DataFrame  # flops, params, params_lo, params_hi, tokens, tokens_lo, tokens_hi, tokens_per_param (+ lo, hi)
+    params_exponent: float
+    params_exponent_interval: tuple[float, float]
+    level: float
+
+    def summary(self) -> str:
+        lo, hi = self.params_exponent_interval
+        lines = [(f"approach 3 (joint law): N_opt ∝ C^{self.params_exponent:.3f} [{lo:.3f}, {hi:.3f}], "
+                 f"D_opt ∝ C^{1 - self.params_exponent:.3f} [{1 - hi:.3f}, {1 - lo:.3f}] (C = 6ND)"),
+                 f"{'C [FLOP]':>10} {'N_opt':>10} {'':>21} {'D_opt':>10} {'':>21} {'D/N':>7}"]
+        for r in self.table.itertuples():
+            lines.append(f"{r.flops:>10.3g} {r.params:>10.3g} [{r.params_lo:>9.3g}, {r.params_hi:>9.3g}] "
+                         f"{r.tokens:>10.3g} [{r.tokens_lo:>9.3g}, {r.tokens_hi:>9.3g}] {r.tokens_per_param:>7.1f}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"approach": "approach 3 (joint law)", "convention": "6ND", "level": self.level,
+                "params_exponent": self.params_exponent,
+                "params_exponent_interval": list(self.params_exponent_interval),
+                "tokens_exponent": 1 - self.params_exponent,
+                "tokens_exponent_interval": [1 - self.params_exponent_interval[1],
+                                             1 - self.params_exponent_interval[0]],
+                "budgets": self.table.to_dict(orient="records")}
+
+
+def joint_law_allocation(result, flops) -> JointLawAllocation:
+    """Approach 3 for a fitted law with a closed-form ``optimal_allocation`` (e.g. Chinchilla), at budgets ``flops``.
+
+    The point values come from the estimate; the bands are percentiles of the same closed form evaluated on
+    each converged bootstrap draw, at the fit's level.
+    """
+    law = result.law
+    if not hasattr(law, "optimal_allocation"):
+        raise FitError(f"the {law.name} law has no closed-form compute-optimal allocation; fit the chinchilla law")
+    flops = np.atleast_1d(np.asarray(flops, dtype=float))
+    point = law.optimal_allocation(result.params, flops)
+    draws = result.draws[result.draws["converged"]] if len(result.draws) else result.draws
+    tail = (1 - result.level) / 2
+    table = point.copy()
+    exponent = float(result.params["beta"] / (result.params["alpha"] + result.params["beta"]))
+    exponent_interval = (float("nan"), float("nan"))
+    for column in ("params", "tokens", "tokens_per_param"):
+        table[f"{column}_lo"] = np.nan
+        table[f"{column}_hi"] = np.nan
+    if len(draws):
+        per_draw = np.stack([law.optimal_allocation(draws, c)[["params", "tokens", "tokens_per_param"]].to_numpy()
+                             for c in flops])  # (budgets, draws, 3)
+        lo, hi = np.quantile(per_draw, [tail, 1 - tail], axis=1)
+        for k, column in enumerate(("params", "tokens", "tokens_per_param")):
+            table[f"{column}_lo"], table[f"{column}_hi"] = lo[:, k], hi[:, k]
+        ratio = draws["beta"] / (draws["alpha"] + draws["beta"])
+        exponent_interval = tuple(float(q) for q in np.quantile(ratio, [tail, 1 - tail]))
+    return JointLawAllocation(table, exponent, exponent_interval, result.level)

@@ -46,6 +46,181 @@ def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
 SUBCOMMANDS: list = []
 
 
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write JSON next to its destination, then rename: a reader never sees half a file."""
+    import json
+
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, destination)
+
+
+def _floats(text: str) -> list[float]:
+    """``"1e6,2e6"`` or ``"1e6"`` → floats; argparse turns a ValueError into a usage error (exit 2)."""
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+# --- fit / predict / allocate: the joint law and compute-optimal allocation (scalefit.study) -----------
+
+
+def _add_fit(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit a scaling law to a runs table, with bootstrap intervals, a backtest and allocation",
+        description="Fit L(N, D) = E + A/N^alpha + B/D^beta (or a power law, or Kaplan's law) to a runs table "
+                    "by multi-start robust regression (Huber on log L), with bootstrap intervals, a backtest "
+                    "on the largest held-out size(s) and, for the joint law, compute-optimal allocation.",
+        epilog="examples:\n"
+               "  scalefit fit data/runs.parquet --out out/fit\n"
+               "  scalefit fit runs.csv --map 'Model Size=params' --map Tokens=tokens --law power --x flops\n"
+               "  scalefit fit data/runs.parquet --fix alpha=0.34 --bootstrap 200 --json fit.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", metavar="RUNS", help="runs table (parquet or CSV)")
+    parser.add_argument("--law", choices=("chinchilla", "power", "kaplan"), default="chinchilla")
+    parser.add_argument("--x", choices=("params", "tokens", "flops"), default="params",
+                        help="the power law's variable (default params)")
+    parser.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                        help="rename a column of the file to a runs-table column (repeatable)")
+    parser.add_argument("--points", choices=("tuned", "final", "all"), default="tuned",
+                        help="tuned: best lr/batch setting per (N, D), seeds averaged (default); final: every "
+                             "run's last point; all: every evaluation (runs resampled together)")
+    parser.add_argument("--loss", choices=("huber", "mse_log", "mse"), default="huber")
+    parser.add_argument("--delta", type=float, default=1e-3, help="Huber threshold on log L (default 1e-3)")
+    parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                        help="hold a parameter at a value, e.g. alpha=0.34 (repeatable)")
+    parser.add_argument("--tie", metavar="A,B", help="fit two parameters as one, e.g. alpha,beta")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap refits for the intervals (default 1000; 0: none)")
+    parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
+                        help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
+    parser.add_argument("--flops-convention", choices=("6ND", "6ND+attn"),
+                        help="recount FLOPs under this convention (default: as the table says, else 6ND)")
+    parser.add_argument("--budgets", type=_floats, metavar="C1,C2,...",
+                        help="compute budgets [FLOP] for the allocation table (default: the data's range "
+                             "and 3 decades beyond)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", metavar="DIR", help="write fit.json, report.md and PNG plots here")
+    parser.add_argument("--json", metavar="FILE", help="write fit.json here too")
+    parser.set_defaults(run=_run_fit)
+
+
+def _parse_fix(items: list[str]) -> dict[str, float]:
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ScalefitInputError(f"--fix {item!r}: write NAME=VALUE, e.g. --fix alpha=0.34")
+    return fixed
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from scalefit.runs import parse_column_map
+    from scalefit.study import fit_runs
+
+    study = fit_runs(
+        args.runs, law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest,
+        budgets=args.budgets, columns=parse_column_map(args.map) or None, flops_convention=args.flops_convention,
+        loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None,
+        tie=tuple(t.strip() for t in args.tie.split(",")) if args.tie else None,
+        bootstrap=args.bootstrap, seed=args.seed,
+    )
+    print(study.summary())
+    document = study.to_dict()
+    with staged_output_dir(args.out) as out:
+        if out is not None:
+            from scalefit.report import write_fit_outputs
+
+            write_fit_outputs(study, out)
+    if args.json:
+        write_json(args.json, document)
+    return 0 if study.result.success else 1
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predicted loss of planned runs from a fit.json, with intervals",
+        description="Predict the loss at (N, D) from a saved fit, with the confidence interval of the mean "
+                    "and the prediction interval of a single run (bootstrap draws stored in fit.json).",
+        epilog="example:\n  scalefit predict --fit out/fit/fit.json --params 1e6,3e6 --tokens 2e7",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="fit.json written by scalefit fit")
+    parser.add_argument("--params", type=_floats, metavar="N[,N...]", help="non-embedding parameters")
+    parser.add_argument("--tokens", type=_floats, metavar="D[,D...]", help="training tokens")
+    parser.add_argument("--flops", type=_floats, metavar="C[,C...]", help="training FLOPs (power law in flops)")
+    parser.add_argument("--json", metavar="FILE", help="also write the predictions as JSON")
+    parser.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from scalefit.study import load_fit
+
+    result = load_fit(args.fit)
+    given = {k: getattr(args, k) for k in ("params", "tokens", "flops") if getattr(args, k)}
+    missing = [k for k in result.law.inputs if k not in given]
+    if missing:
+        raise ScalefitInputError(f"the {result.law.name} law in {args.fit} needs --{' --'.join(missing)}")
+    try:
+        frame = pd.DataFrame(dict(zip(given, np.broadcast_arrays(*map(np.asarray, given.values())))))
+    except ValueError:
+        raise ScalefitInputError("give one value or equally many values to each of --params, --tokens, --flops")
+    if (frame <= 0).any().any():
+        raise ScalefitInputError("--params, --tokens and --flops must be positive")
+    confidence = result.predict(frame, interval="confidence", level=result.level)
+    prediction = result.predict(frame, interval="prediction", level=result.level)
+    table = frame.assign(loss=confidence["mean"], mean_lo=confidence["lo"], mean_hi=confidence["hi"],
+                         run_lo=prediction["lo"], run_hi=prediction["hi"])
+    print(f"{result.law!r} from {args.fit}; {100 * result.level:.0f}% intervals of the mean (mean_lo, mean_hi) "
+          "and of one run (run_lo, run_hi)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.json:
+        write_json(args.json, {"fit": str(args.fit), "level": result.level,
+                               "predictions": table.to_dict(orient="records")})
+    return 0
+
+
+def _add_allocate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "allocate",
+        help="compute-optimal model size and tokens for FLOP budgets, from a joint-law fit.json",
+        description="N_opt(C) and D_opt(C) under C = 6ND from a fitted Chinchilla law (closed form, Hoffmann "
+                    "et al. 2022 eq. 4), with percentile intervals over the fit's bootstrap draws.",
+        epilog="example:\n  scalefit allocate --fit out/fit/fit.json --flops 1e15,1e16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="fit.json written by scalefit fit")
+    parser.add_argument("--flops", type=_floats, required=True, metavar="C[,C...]", help="budgets [FLOP]")
+    parser.add_argument("--json", metavar="FILE", help="also write the allocation as JSON")
+    parser.set_defaults(run=_run_allocate)
+
+
+def _run_allocate(args: argparse.Namespace) -> int:
+    from scalefit.allocation import joint_law_allocation
+    from scalefit.study import load_fit
+
+    if any(c <= 0 for c in args.flops):
+        raise ScalefitInputError("--flops must be positive")
+    allocation = joint_law_allocation(load_fit(args.fit), args.flops)
+    print(allocation.summary())
+    if args.json:
+        write_json(args.json, allocation.to_dict())
+    return 0
+
+
+SUBCOMMANDS += [_add_fit, _add_predict, _add_allocate]
+
+
 # --- recommend / hparams: optimal learning rate and batch size (scalefit.hyperparams) ------------------
 
 
@@ -78,17 +253,6 @@ def _fit_hparam_laws_from_args(args: argparse.Namespace):
         divergence_factor=args.divergence_factor or None, fit_on=args.fit_on, n_bootstrap=args.bootstrap,
         level=args.level, seed=args.seed, source=str(args.runs),
     )
-
-
-def _write_hparams_json(path: str, payload: dict) -> None:
-    """Write JSON next to its destination, then rename: a reader never sees half a file."""
-    import json
-
-    destination = Path(path)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, destination)
 
 
 def _add_recommend(subparsers) -> None:
@@ -130,7 +294,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
                        level=args.level, bs_law=args.bs_law)
     print(advice.summary())
     if args.json:
-        _write_hparams_json(args.json, advice.to_dict())
+        write_json(args.json, advice.to_dict())
     return 0
 
 
@@ -164,7 +328,7 @@ def _run_hparams(args: argparse.Namespace) -> int:
         if out is not None:
             from scalefit.plots import save_and_close
 
-            _write_hparams_json(str(out / "laws.json"), laws.to_dict())
+            write_json(str(out / "laws.json"), laws.to_dict())
             (out / "summary.txt").write_text(summary + "\n")
             laws.optima.groups.to_csv(out / "groups.csv", index=False)
             laws.optima.plateau.to_csv(out / "plateau.csv", index=False)
@@ -177,12 +341,93 @@ def _run_hparams(args: argparse.Namespace) -> int:
                 for variable in law.variables:
                     save_and_close(law.plot(against=variable), out / f"{name}_against_{variable}.png")
     if args.json:
-        _write_hparams_json(args.json, laws.to_dict())
+        write_json(args.json, laws.to_dict())
     return 0
 
 
 SUBCOMMANDS += [_add_recommend, _add_hparams]
 
+
+# --- rl: RL post-training scaling (scalefit.rl) -------------------------------------------------------
+
+
+def _add_rl(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "rl",
+        help="fit the RL post-training scaling law log L = -k(N) log X + E(N) and backtest it",
+        description="Fit Tan et al. (2025)'s law of RL post-training, log L = -k(N) log X + E(N) with "
+                    "k(N) = K_max / (1 + N0/N), to the test error L = 1 - pass@1 of RL runs of several model "
+                    "sizes, with block-bootstrap intervals; optionally backtest it: early:F fits the first "
+                    "fraction F of every curve and predicts the rest, holdout-largest:K fits all but the K "
+                    "largest sizes and predicts them (slope-only: intercept refitted on the target's first "
+                    "points, as the paper; full: intercept extrapolated too).",
+        epilog="examples:\n"
+               "  scalefit rl data/rl_runs.parquet --out rl/\n"
+               "  scalefit rl data/rl_runs.parquet --x data --protocol holdout-largest:1 --json rl.json\n"
+               "  scalefit rl runs.csv --metric accuracy --loss huber --protocol early:0.5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", metavar="RUNS", help="RL runs table (parquet or CSV), one row per evaluation")
+    parser.add_argument("--x", choices=("compute", "data"), default="compute",
+                        help="X: RL compute (column flops, default) or data (column samples)")
+    parser.add_argument("--metric", default="pass_at_1", metavar="COLUMN",
+                        help="success-rate column, L = 1 - metric (default pass_at_1)")
+    parser.add_argument("--metric-is-error", action="store_true", help="the metric column is already L")
+    parser.add_argument("--loss", choices=("mse", "huber"), default="mse",
+                        help="squared error on L (default, as the paper) or Huber on log L")
+    parser.add_argument("--protocol", metavar="P", help="early:F or holdout-largest:K (default: fit all)")
+    parser.add_argument("--variant", choices=("both", "slope-only", "full"), default="both",
+                        help="holdout-largest: which prediction(s) to make (default both)")
+    parser.add_argument("--anchor", type=float, default=0.1, metavar="F",
+                        help="slope-only: refit the target's intercept on X <= F X_max (default 0.1)")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                        help="block-bootstrap replicates for the intervals (default 200; 0: none)")
+    parser.add_argument("--clip", default="auto", metavar="EPS",
+                        help="move L = 0 or 1 to EPS or 1 - EPS: auto (half a held-out problem, default), "
+                             "a number, or none to stop with an error")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--out", metavar="DIR", help="write result.json, summary.txt, points.csv and plots")
+    parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    parser.set_defaults(run=_run_rl)
+
+
+def _run_rl(args: argparse.Namespace) -> int:
+    import json
+
+    from scalefit.rl import fit_rl, load_rl_runs
+
+    if args.clip in ("auto", "none"):
+        clip = None if args.clip == "none" else "auto"
+    else:
+        try:
+            clip = float(args.clip)
+        except ValueError:
+            raise ScalefitInputError(f"--clip must be auto, none or a number, not {args.clip!r}") from None
+    result = fit_rl(load_rl_runs(args.runs), x=args.x, metric=args.metric, metric_is_error=args.metric_is_error,
+                    loss=args.loss, protocol=args.protocol, variant=args.variant, anchor=args.anchor,
+                    bootstrap=args.bootstrap, clip=clip, seed=args.seed)
+    summary = result.summary()
+    print(summary)
+    payload = json.dumps({"source": str(args.runs), **result.to_dict()}, indent=2, allow_nan=False) + "\n"
+    with staged_output_dir(args.out) as out:
+        if out is not None:
+            from scalefit.plots import save_and_close
+
+            (out / "result.json").write_text(payload)
+            (out / "summary.txt").write_text(summary + "\n")
+            result.points.to_csv(out / "points.csv", index=False)
+            save_and_close(result.plot_curves(), out / "curves.png")
+            save_and_close(result.plot_efficiency(), out / "efficiency.png")
+    if args.json:
+        destination = Path(args.json)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        tmp = destination.with_name(f".{destination.name}.tmp")
+        tmp.write_text(payload)
+        os.replace(tmp, destination)
+    return 0
+
+
+SUBCOMMANDS += [_add_rl]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -373,3 +373,44 @@ def plot_rl_efficiency(result, ax=None):
     ax.set_title(f"K_max = {k_max:.3g}, N0 = {n0:.3g}", fontsize=8)
     ax.legend(fontsize=7, loc="best")
     return fig
+
+
+# --- compute-optimal allocation (scalefit.allocation) --------------------------------------------------
+
+
+def plot_allocation(allocation=None, approaches=(), ax=None):
+    """Compute-optimal model size N_opt(C): the joint law's closed form with its band (Approach 3), and the
+    optima and power laws of Approaches 1 and 2, side by side on log-log axes.
+
+    Parameters
+    ----------
+    allocation : scalefit.allocation.JointLawAllocation, optional
+    approaches : sequence of scalefit.allocation.AllocationResult
+    ax : matplotlib Axes, optional
+    """
+    import numpy as np
+
+    fig, ax = _new_axes(ax)
+    if allocation is not None:
+        t = allocation.table
+        lo, hi = allocation.params_exponent_interval
+        ax.plot(t["flops"], t["params"], color=PALETTE[0], lw=1.5,
+                label=f"approach 3 (joint law): C^{allocation.params_exponent:.2f} [{lo:.2f}, {hi:.2f}]")
+        if t["params_lo"].notna().all():
+            ax.fill_between(t["flops"], t["params_lo"], t["params_hi"], color=PALETTE[0], alpha=0.2, lw=0,
+                            label=f"{100 * allocation.level:.0f}% bootstrap band")
+    for colour, marker, result in zip(PALETTE[1:], "os^", approaches):
+        o = result.optima
+        law = result.params_law
+        grid = np.geomspace(o["flops"].min(), o["flops"].max(), 50)
+        lo, hi = law.exponent_interval
+        ax.scatter(o["flops"], o["params_opt"], color=colour, marker=marker, s=18, zorder=3)
+        ax.plot(grid, law.predict(grid), color=colour, lw=1, ls="--",
+                label=f"{result.approach.split(' (')[0]}: C^{law.exponent:.2f} [{lo:.2f}, {hi:.2f}]")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute C [FLOP, 6ND]")
+    ax.set_ylabel("compute-optimal N (non-embedding params)")
+    ax.set_title("compute-optimal model size", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
+    return fig

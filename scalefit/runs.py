@@ -289,6 +289,38 @@ def final_points(df: pd.DataFrame) -> pd.DataFrame:
     return _with_attrs(df.iloc[np.sort(last)], df)
 
 
+HYPERPARAMETER_COLUMNS = ("lr", "batch_size", "schedule", "warmup")
+
+
+def tuned_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One point per (params, token budget): the final loss of the best hyperparameter setting, seeds averaged.
+
+    A joint law such as Chinchilla's describes well-tuned runs, so a table holding learning-rate or
+    batch-size sweeps is reduced to, for each (N, D), the setting (``lr``, ``batch_size``, ``schedule``,
+    ``warmup``, where present) whose final loss averaged over its runs (seeds) is lowest. D is the
+    ``token_budget`` column when present (runs of different batch sizes end a few tokens apart), else
+    ``tokens``. Taking the minimum over settings biases each point down by a little of the seed noise.
+
+    The result has one row per (N, D) with ``run_id`` (the first run of the setting), ``params``,
+    ``tokens`` (mean over the setting's runs), ``loss`` (mean), the setting's columns, ``n_runs`` (runs
+    averaged) and ``n_settings`` (settings compared). ``select`` the ``ok`` rows first.
+    """
+    final = final_points(df)
+    budget = "token_budget" if "token_budget" in final else "tokens"
+    settings = [c for c in HYPERPARAMETER_COLUMNS if c in final]
+    keys = ["params", budget] + [c for c in settings if c != budget]
+    per_setting = (final.groupby(keys, sort=True, dropna=False)
+                   .agg(run_id=("run_id", "first"), tokens_mean=("tokens", "mean"), loss=("loss", "mean"),
+                        n_runs=("run_id", "size"))
+                   .reset_index())
+    per_setting["n_settings"] = per_setting.groupby(["params", budget])["loss"].transform("size")
+    best = per_setting.loc[per_setting.groupby(["params", budget])["loss"].idxmin()]
+    best = best.drop(columns=["tokens"], errors="ignore").rename(columns={"tokens_mean": "tokens"})
+    columns = ["run_id", "params", "tokens", *([budget] if budget != "tokens" else []), "loss", *settings,
+               "n_runs", "n_settings"]
+    return _with_attrs(best[columns].reset_index(drop=True), df)
+
+
 def compute_frontier(df: pd.DataFrame) -> pd.DataFrame:
     """The compute frontier: rows with lower loss than every row at fewer or equal FLOPs, by FLOPs.
 

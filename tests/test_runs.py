@@ -17,6 +17,7 @@ from scalefit.runs import (
     load_runs,
     parse_column_map,
     select,
+    tuned_points,
     write_runs,
 )
 
@@ -424,3 +425,22 @@ def test_helpers_compose_on_a_loaded_table(tmp_path):
     assert finals["run_id"].tolist() == ["a", "b"] and finals["step"].tolist() == [200, 200]
     assert compute_frontier(df).index.tolist() == [0, 1, 3]
     assert finals.attrs["flops_convention"] == "6ND" and finals.attrs["source"] == str(tmp_path / "runs.csv")
+
+
+def test_tuned_points_keep_the_best_setting_per_size_and_budget_with_seeds_averaged():
+    rows = []
+    # (N=1e6, D=1e8): lr 1e-3 with two seeds (mean 3.05) beats lr 2e-3 (3.10); batch sizes end a few tokens apart.
+    for run_id, lr, seed, loss, tokens in [("a", 1e-3, 0, 3.00, 100_352), ("b", 1e-3, 1, 3.10, 100_352),
+                                           ("c", 2e-3, 0, 3.10, 100_352)]:
+        rows += [{"run_id": run_id, "params": 1e6, "tokens": tokens // 2, "token_budget": 100_000, "loss": 4.0,
+                  "lr": lr, "seed": seed, "step": 1},
+                 {"run_id": run_id, "params": 1e6, "tokens": tokens, "token_budget": 100_000, "loss": loss,
+                  "lr": lr, "seed": seed, "step": 2}]
+    rows.append({"run_id": "d", "params": 2e6, "tokens": 100_000, "token_budget": 100_000, "loss": 2.9,
+                 "lr": 1e-3, "seed": 0, "step": 2})
+    tuned = tuned_points(pd.DataFrame(rows))
+    assert tuned["params"].tolist() == [1e6, 2e6]
+    first = tuned.iloc[0]
+    assert first["lr"] == 1e-3 and first["loss"] == pytest.approx(3.05)
+    assert first["n_runs"] == 2 and first["n_settings"] == 2 and first["tokens"] == 100_352
+    assert tuned.iloc[1]["n_settings"] == 1
