@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 FLOPS_CONVENTIONS = ("6ND", "6ND+attn")
 

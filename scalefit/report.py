@@ -22,13 +22,13 @@ def fit_markdown(study: RunsFit, images: dict[str, str]) -> str:
     table = r.intervals.assign(estimate=r.params)[["estimate", "lo", "hi"]].reset_index(names="parameter")
     parts = [
         f"# scalefit fit: {r.law.name}",
-        f"Source `{study.source}`: {len(study.points)} points ({study.points_rule}) from "
-        f"{study.points['params'].nunique()} model sizes. FLOPs convention: {r.flops_convention or 'n/a'}.",
+        (f"Source `{study.source}`: {len(study.points)} points ({study.points_rule}) from "
+        f"{study.points['params'].nunique()} model sizes. FLOPs convention: {r.flops_convention or 'n/a'}."),
         *(f"- excluded: {n} {what}" for what, n in study.excluded.items()),
         "## Estimates",
-        f"Objective {r.objective:.6g} ({r.loss}); {r.n_starts} starts, {r.n_converged} converged, "
+        (f"Objective {r.objective:.6g} ({r.loss}); {r.n_starts} starts, {r.n_converged} converged, "
         f"{r.n_best_basin} in the best basin; success: **{r.success}** ({r.message}). "
-        f"Intervals: {r.interval_method}, {100 * r.level:.0f}%.",
+        f"Intervals: {r.interval_method}, {100 * r.level:.0f}%."),
         _markdown_table(table),
         f"AIC {r.aic():.2f}, BIC {r.bic():.2f} (Gaussian on log residuals).",
     ]

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scalefit.allocation import AllocationResult, JointLawAllocation, approach1, approach2, joint_law_allocation
+from scalefit.allocation import (
+    AllocationResult,
+    JointLawAllocation,
+    approach1,
+    approach2,
+    joint_law_allocation,
+)
 from scalefit.backtest import Backtest, backtest
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting import FitResult, fit
@@ -98,9 +105,9 @@ class RunsFit:
 
     def summary(self) -> str:
         sizes = self.points["params"].nunique()
-        lines = [f"{self.source}: {len(self.points)} points ({self.points_rule}) from {sizes} model sizes, "
+        lines = [(f"{self.source}: {len(self.points)} points ({self.points_rule}) from {sizes} model sizes, "
                  f"N {self.points['params'].min():.3g}–{self.points['params'].max():.3g}, "
-                 f"D {self.points['tokens'].min():.3g}–{self.points['tokens'].max():.3g}"]
+                 f"D {self.points['tokens'].min():.3g}–{self.points['tokens'].max():.3g}")]
         lines += [f"  excluded: {n} {what}" for what, n in self.excluded.items()]
         lines += ["", self.result.summary()]
         if self.backtest is not None:
@@ -199,7 +206,7 @@ def load_fit(path) -> FitResult:
     import json
 
     try:
-        doc = json.loads(open(path).read())
+        doc = json.loads(Path(path).read_text())
         spec = doc["law_spec"]
         law = make_law(spec["name"], x=spec["inputs"][0])
         draws = pd.DataFrame(doc["draws"]).astype({"converged": bool}) if doc.get("draws") else pd.DataFrame()

@@ -70,17 +70,18 @@ class RLEfficiency(Law):
         self.parameters = (
             Parameter("k_max", "K_max", False, (0.0, 10.0), _K_MAX_GRID),
             Parameter("n0", "N0", True, (log_lo - 12.0, log_hi + 12.0), n0_grid),
-            *(Parameter(f"E[{label}]", f"E[{label}]", False, (-100.0, 100.0), (0.0,)) for label in self.labels),
+            *(Parameter(f"E[{s}]", f"E[{s}]", False, (-100.0, 100.0), (0.0,)) for s in self.labels),
         )
         self.derived_names = tuple(f"k[{label}]" for label in self.labels)
 
     def size_index(self, params: np.ndarray) -> np.ndarray:
-        """Index into :attr:`sizes` of each value of ``params``; raises for a size the law was not built for."""
+        """Index into :attr:`sizes` of every value of ``params``; raises for a size it was not built for."""
         params = np.asarray(params, dtype=float)
         index = np.clip(np.searchsorted(self.sizes, params), 0, len(self.sizes) - 1)
         unknown = ~np.isclose(self.sizes[index], params, rtol=1e-9, atol=0.0)
         if unknown.any():
-            raise ValueError(f"{self.name} was built for sizes {list(self.sizes)}, not {sorted(set(params[unknown]))}")
+            other = sorted(set(params[unknown]))
+            raise ValueError(f"{self.name} was built for sizes {list(self.sizes)}, not {other}")
         return index
 
     def efficiency(self, k_max, n0, params) -> np.ndarray:
