@@ -5,7 +5,8 @@ folder's PROVENANCE.md). For each way of fitting (per-group interpolated optima,
 Step Law does) this prints the fitted laws with their bootstrap intervals and a leave-one-group-out
 "loss gap": fit on 16 groups, recommend (lr, B) for the 17th, and take the relative gap between the loss
 of the tried setting nearest the recommendation and the group's best loss. The batch size comes from
-B*(D) (Step Law's form, the default) or from B*(N, D). The published Step Law constants are scored the
+B*(D) (Step Law's form), from B*(N, D), or ``auto`` (the default: B*(N, D) when its N exponent's
+interval excludes 0). The published Step Law constants are scored the
 same way; they were fitted on these runs (among others), so theirs is an in-sample figure.
 
 Run::
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import pandas as pd
 
 from scalefit import hyperparams as hp
 
-DEFAULT_DATA = "/work/shared/data/steplaw_dense/dense_lr_bs_loss.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw_dense" / "dense_lr_bs_loss.csv"
 
 
 def law_lines(law: hp.HparamLaw) -> list[str]:
@@ -60,8 +62,8 @@ def main() -> None:
         for law in laws.laws.values():
             print(f"  {law.name}: {law.formula}")
             print("\n".join(law_lines(law)))
-        for bs_law in ("D", "N_D"):
-            backtests[f"leave-one-group-out, {fit_on}, B*({bs_law.replace('_', ', ')})"] = (
+        for bs_law in ("auto", "D", "N_D"):
+            backtests[f"leave-one-group-out, {fit_on}, B* {bs_law}"] = (
                 hp.leave_one_group_out(optima, fit_on=fit_on, bs_law=bs_law)
             )
     published = hp.preset_laws("steplaw")

@@ -120,15 +120,27 @@ def _parse_fix(items: list[str]) -> dict[str, float]:
     return fixed
 
 
+def _parse_tie(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    if len(names) < 2 or not all(names):
+        raise ScalefitInputError(f"--tie {text!r}: name two or more parameters, e.g. --tie alpha,beta")
+    return names
+
+
 def _run_fit(args: argparse.Namespace) -> int:
+    import math
+
     from scalefit.runs import parse_column_map
     from scalefit.study import fit_runs
 
+    if args.budgets is not None and not (args.budgets and all(math.isfinite(c) and c > 0 for c in args.budgets)):
+        raise ScalefitInputError("--budgets must be one or more finite positive FLOP budgets, e.g. 1e18,1e20")
     study = fit_runs(
         args.runs, law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest,
         budgets=args.budgets, columns=parse_column_map(args.map) or None, flops_convention=args.flops_convention,
-        loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None,
-        tie=tuple(t.strip() for t in args.tie.split(",")) if args.tie else None,
+        loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
         bootstrap=args.bootstrap, seed=args.seed,
     )
     print(study.summary())
@@ -175,18 +187,25 @@ def _run_predict(args: argparse.Namespace) -> int:
         frame = pd.DataFrame(dict(zip(given, np.broadcast_arrays(*map(np.asarray, given.values())))))
     except ValueError:
         raise ScalefitInputError("give one value or equally many values to each of --params, --tokens, --flops")
-    if (frame <= 0).any().any():
-        raise ScalefitInputError("--params, --tokens and --flops must be positive")
-    confidence = result.predict(frame, interval="confidence", level=result.level)
-    prediction = result.predict(frame, interval="prediction", level=result.level)
+    if not (np.isfinite(frame) & (frame > 0)).all(axis=None):
+        raise ScalefitInputError("--params, --tokens and --flops must be finite and positive")
+    if len(result.draws) and result.draws["converged"].any():
+        confidence = result.predict(frame, interval="confidence", level=result.level)
+        prediction = result.predict(frame, interval="prediction", level=result.level)
+        heading = (f"{100 * result.level:.0f}% intervals of the mean (mean_lo, mean_hi) and of one run "
+                   "(run_lo, run_hi)")
+    else:  # a fit made with --bootstrap 0: the point prediction only
+        confidence = prediction = result.predict(frame, interval=None).assign(lo=np.nan, hi=np.nan)
+        heading = "no intervals: the fit has no bootstrap draws (refit with --bootstrap N for them)"
     table = frame.assign(loss=confidence["mean"], mean_lo=confidence["lo"], mean_hi=confidence["hi"],
                          run_lo=prediction["lo"], run_hi=prediction["hi"])
-    print(f"{result.law!r} from {args.fit}; {100 * result.level:.0f}% intervals of the mean (mean_lo, mean_hi) "
-          "and of one run (run_lo, run_hi)")
+    print(f"{result.law!r} from {args.fit}; {heading}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.json:
-        write_json(args.json, {"fit": str(args.fit), "level": result.level,
-                               "predictions": table.to_dict(orient="records")})
+        from scalefit.study import _finite
+
+        write_json(args.json, _finite({"fit": str(args.fit), "level": result.level,
+                                       "predictions": table.to_dict(orient="records")}))
     return 0
 
 
@@ -206,15 +225,19 @@ def _add_allocate(subparsers) -> None:
 
 
 def _run_allocate(args: argparse.Namespace) -> int:
+    import math
+
     from scalefit.allocation import joint_law_allocation
     from scalefit.study import load_fit
 
-    if any(c <= 0 for c in args.flops):
-        raise ScalefitInputError("--flops must be positive")
+    if not args.flops or not all(math.isfinite(c) and c > 0 for c in args.flops):
+        raise ScalefitInputError("--flops must be one or more finite positive budgets, e.g. --flops 1e18,1e20")
     allocation = joint_law_allocation(load_fit(args.fit), args.flops)
     print(allocation.summary())
     if args.json:
-        write_json(args.json, allocation.to_dict())
+        from scalefit.study import _finite
+
+        write_json(args.json, _finite(allocation.to_dict()))  # intervals are NaN (null) without bootstrap draws
     return 0
 
 
@@ -279,8 +302,9 @@ def _add_recommend(subparsers) -> None:
                         help="training FLOPs for the compute forms (default 6*N*D)")
     parser.add_argument("--seq-len", type=int, metavar="T",
                         help="sequence length, to give the batch size in sequences too")
-    parser.add_argument("--bs-law", choices=("D", "N_D"), default="D",
-                        help="batch-size law: B*(D) as Step Law (default) or B*(N, D), fitted from --runs")
+    parser.add_argument("--bs-law", choices=("auto", "D", "N_D"), default="auto",
+                        help="batch-size law: B*(D) as Step Law, B*(N, D), or auto (default): B*(N, D) when "
+                             "its N exponent's interval excludes 0, else B*(D)")
     parser.add_argument("--json", metavar="FILE", help="also write the recommendation as JSON")
     _add_hparam_fit_options(parser)
     parser.set_defaults(run=_run_recommend)
@@ -403,9 +427,9 @@ def _run_rl(args: argparse.Namespace) -> int:
             clip = float(args.clip)
         except ValueError:
             raise ScalefitInputError(f"--clip must be auto, none or a number, not {args.clip!r}") from None
-    result = fit_rl(load_rl_runs(args.runs), x=args.x, metric=args.metric, metric_is_error=args.metric_is_error,
-                    loss=args.loss, protocol=args.protocol, variant=args.variant, anchor=args.anchor,
-                    bootstrap=args.bootstrap, clip=clip, seed=args.seed)
+    result = fit_rl(load_rl_runs(args.runs), x=args.x, metric=args.metric,
+                    metric_is_error=args.metric_is_error, loss=args.loss, protocol=args.protocol,
+                    variant=args.variant, anchor=args.anchor, bootstrap=args.bootstrap, clip=clip, seed=args.seed)
     summary = result.summary()
     print(summary)
     payload = json.dumps({"source": str(args.runs), **result.to_dict()}, indent=2, allow_nan=False) + "\n"
