@@ -36,14 +36,19 @@ class Backtest:
 
     @property
     def coverage(self) -> float:
-        """Share of held-out losses inside the 95% prediction interval."""
+        """Share of held-out losses inside the 95% prediction interval (NaN without bootstrap draws)."""
         p = self.predictions
+        if p[["lo", "hi"]].isna().all(axis=None):
+            return float("nan")
         return float(((p["actual"] >= p["lo"]) & (p["actual"] <= p["hi"])).mean())
 
     def summary(self) -> str:
+        coverage = self.coverage
+        band = ("no prediction interval (bootstrap=0)" if np.isnan(coverage)
+                else f"95% prediction interval coverage {coverage:.0%}")
         return (f"backtest: fitted on all but the largest {self.holdout_largest} size(s), predicted "
                 f"{len(self.predictions)} held-out run(s): mean |rel. error| {self.mean_abs_rel_error:.2%}, "
-                f"max {self.max_abs_rel_error:.2%}, 95% prediction interval coverage {self.coverage:.0%}")
+                f"max {self.max_abs_rel_error:.2%}, {band}")
 
     def to_records(self) -> list[dict]:
         """The ``backtest`` list of ``fit.json``: run_id, params, tokens, actual, predicted, rel_error."""
@@ -66,7 +71,10 @@ def backtest(law: Law, data: pd.DataFrame, holdout_largest: int = 1, **fit_optio
     held = data["params"] >= sizes[-holdout_largest]
     result = fit(law, data[~held], **fit_options)
     target = data[held]
-    band = result.predict(target, interval="prediction")
+    if len(result.draws) and result.draws["converged"].any():
+        band = result.predict(target, interval="prediction")
+    else:  # bootstrap=0 (or no refit converged): the point prediction only, no interval
+        band = result.predict(target, interval=None).assign(lo=np.nan, hi=np.nan)
     actual = target["loss"].to_numpy(float)
     predicted = band["mean"].to_numpy(float)
     predictions = pd.DataFrame({

@@ -180,14 +180,22 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
     law = make_law(law, x) if isinstance(law, str) else law
     chosen, excluded = select_points(runs, points)
     fit_options.setdefault("flops_convention", runs.attrs.get("flops_convention"))
-    result = fit(law, chosen, **fit_options)
+    if holdout_largest < 0:
+        raise ScalefitInputError(f"holdout_largest must be >= 0 (0: no backtest), not {holdout_largest}")
+    try:
+        result = fit(law, chosen, **fit_options)
+    except FitError as err:  # name the file the points came from: the engine only sees the points
+        raise FitError(f"runs table {source!r} ({len(chosen)} {points} points): {err}") from err
     notes = []
     if not result.success:
         notes.append(f"the fit did not converge ({result.message}): do not use its numbers")
     tested = None
     n_sizes = chosen["params"].nunique()
     if holdout_largest and n_sizes - holdout_largest >= 3:
-        tested = backtest(law, chosen, holdout_largest, **fit_options)
+        try:
+            tested = backtest(law, chosen, holdout_largest, **fit_options)
+        except FitError as err:  # e.g. too few points left on the smaller sizes: the fit itself stands
+            notes.append(f"no backtest: {err}")
     elif holdout_largest:
         notes.append(f"no backtest: holding out {holdout_largest} of {n_sizes} sizes would leave fewer than 3")
     allocation, approaches = None, []
