@@ -21,6 +21,11 @@ from scalefit.errors import ScalefitInputError
 EXIT_INPUT_ERROR = 2
 
 
+def _check_out(out: str | os.PathLike | None) -> None:
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ScalefitInputError(f"--out {out} is a file, not a folder; name a folder (it is replaced whole)")
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
     """Yield a temporary folder whose contents replace ``out`` only if the block succeeds."""
@@ -28,6 +33,7 @@ def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
         yield None
         return
     out = Path(out)
+    _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -47,9 +53,13 @@ SUBCOMMANDS: list = []
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON next to its destination, then rename: a reader never sees half a file."""
+    """Write strict JSON (non-finite numbers as null) next to its destination, then rename: a reader never
+    sees half a file."""
     import json
 
+    from scalefit.study import json_safe
+
+    payload = json_safe(payload)
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.tmp")
@@ -150,8 +160,8 @@ def _run_fit(args: argparse.Namespace) -> int:
             from scalefit.report import write_fit_outputs
 
             write_fit_outputs(study, out)
-    if args.json:
-        write_json(args.json, document)
+        if args.json:  # inside the block: if it fails, the output folder is not put in place either
+            write_json(args.json, document)
     return 0 if study.result.success else 1
 
 
@@ -202,10 +212,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"{result.law!r} from {args.fit}; {heading}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.json:
-        from scalefit.study import _finite
-
-        write_json(args.json, _finite({"fit": str(args.fit), "level": result.level,
-                                       "predictions": table.to_dict(orient="records")}))
+        write_json(args.json, {"fit": str(args.fit), "level": result.level,
+                               "predictions": table.to_dict(orient="records")})
     return 0
 
 
@@ -235,9 +243,7 @@ def _run_allocate(args: argparse.Namespace) -> int:
     allocation = joint_law_allocation(load_fit(args.fit), args.flops)
     print(allocation.summary())
     if args.json:
-        from scalefit.study import _finite
-
-        write_json(args.json, _finite(allocation.to_dict()))  # intervals are NaN (null) without bootstrap draws
+        write_json(args.json, allocation.to_dict())  # intervals are NaN (null) without bootstrap draws
     return 0
 
 
@@ -470,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_out(getattr(args, "out", None))  # before any work: fail fast
         return int(args.run(args) or 0)
     except ScalefitInputError as err:
         print(f"scalefit {args.command}: error: {err}", file=sys.stderr)

@@ -303,21 +303,22 @@ def tuned_points(df: pd.DataFrame) -> pd.DataFrame:
 
     The result has one row per (N, D) with ``run_id`` (the first run of the setting), ``params``,
     ``tokens`` (mean over the setting's runs), ``loss`` (mean), the setting's columns, ``n_runs`` (runs
-    averaged) and ``n_settings`` (settings compared). ``select`` the ``ok`` rows first.
+    averaged), ``n_settings`` (settings compared) and ``run_ids`` (the runs averaged, a tuple). ``select``
+    the ``ok`` rows first.
     """
     final = final_points(df)
     budget = "token_budget" if "token_budget" in final else "tokens"
     settings = [c for c in HYPERPARAMETER_COLUMNS if c in final]
     keys = ["params", budget] + [c for c in settings if c != budget]
     per_setting = (final.groupby(keys, sort=True, dropna=False)
-                   .agg(run_id=("run_id", "first"), tokens_mean=("tokens", "mean"), loss=("loss", "mean"),
-                        n_runs=("run_id", "size"))
+                   .agg(run_id=("run_id", "first"), run_ids=("run_id", tuple), tokens_mean=("tokens", "mean"),
+                        loss=("loss", "mean"), n_runs=("run_id", "size"))
                    .reset_index())
     per_setting["n_settings"] = per_setting.groupby(["params", budget])["loss"].transform("size")
     best = per_setting.loc[per_setting.groupby(["params", budget])["loss"].idxmin()]
     best = best.drop(columns=["tokens"], errors="ignore").rename(columns={"tokens_mean": "tokens"})
     columns = ["run_id", "params", "tokens", *([budget] if budget != "tokens" else []), "loss", *settings,
-               "n_runs", "n_settings"]
+               "n_runs", "n_settings", "run_ids"]
     return _with_attrs(best[columns].reset_index(drop=True), df)
 
 

@@ -54,32 +54,35 @@ def make_law(name: str, x: str = "params") -> Law:
     raise ScalefitInputError(f"unknown law {name!r}; use chinchilla, kaplan or power")
 
 
-def select_points(runs: pd.DataFrame, points: str = "tuned") -> tuple[pd.DataFrame, dict]:
-    """The points to fit, and a count of what was left out and why."""
+def select_points(runs: pd.DataFrame, points: str = "tuned") -> tuple[pd.DataFrame, dict, dict]:
+    """The points to fit; a count of what was left out and why; and the left-out run ids by reason."""
     if points not in POINTS:
         raise ScalefitInputError(f"points must be one of {', '.join(POINTS)}, not {points!r}")
     usable = select(runs, status="ok", split="val")
-    excluded = {}
+    excluded_runs: dict[str, list[str]] = {}
     if "status" in runs:
-        not_ok = runs.drop_duplicates("run_id").loc[lambda r: r["status"] != "ok", "status"]
-        excluded.update({f"runs {status}": int(n) for status, n in not_ok.value_counts().items()})
-    if "split" in runs:
-        n_other = int((runs["split"] != "val").sum())
-        if n_other:
-            excluded["rows not on the val split"] = n_other
+        not_ok = runs.drop_duplicates("run_id").loc[lambda r: r["status"] != "ok"]
+        for status, group in not_ok.groupby("status"):
+            excluded_runs[f"runs {status}"] = group["run_id"].astype(str).tolist()
     if usable.empty:
         raise FitError(f"{runs.attrs.get('source', 'the runs table')}: no rows with status 'ok' on the 'val' "
                        "split remain to fit")
     if points == "tuned":
         chosen = tuned_points(usable)
-        dropped = int(usable["run_id"].nunique() - chosen["n_runs"].sum())
-        if dropped:
-            excluded["runs at a worse lr/batch setting of the same (N, D)"] = dropped
+        kept = {str(run_id) for run_ids in chosen["run_ids"] for run_id in run_ids}
+        worse = sorted(set(usable["run_id"].astype(str)) - kept)
+        if worse:
+            excluded_runs["runs at a worse lr/batch setting of the same (N, D)"] = worse
     elif points == "final":
         chosen = final_points(usable)
     else:
         chosen = usable
-    return chosen.reset_index(drop=True), excluded
+    excluded = {reason: len(ids) for reason, ids in excluded_runs.items()}
+    if "split" in runs:
+        n_other = int((runs["split"] != "val").sum())
+        if n_other:
+            excluded["rows not on the val split"] = n_other
+    return chosen.reset_index(drop=True), excluded, excluded_runs
 
 
 def default_budgets(points: pd.DataFrame) -> np.ndarray:
@@ -97,6 +100,7 @@ class RunsFit:
     points_rule: str
     points: pd.DataFrame
     excluded: dict
+    excluded_runs: dict
     result: FitResult
     backtest: Backtest | None
     allocation: JointLawAllocation | None
@@ -108,7 +112,10 @@ class RunsFit:
         lines = [(f"{self.source}: {len(self.points)} points ({self.points_rule}) from {sizes} model sizes, "
                  f"N {self.points['params'].min():.3g}–{self.points['params'].max():.3g}, "
                  f"D {self.points['tokens'].min():.3g}–{self.points['tokens'].max():.3g}")]
-        lines += [f"  excluded: {n} {what}" for what, n in self.excluded.items()]
+        for what, n in self.excluded.items():
+            ids = self.excluded_runs.get(what, [])
+            shown = f" ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})" if ids else ""
+            lines.append(f"  excluded: {n} {what}{shown}")
         lines += ["", self.result.summary()]
         if self.backtest is not None:
             lines += ["", self.backtest.summary()]
@@ -131,6 +138,7 @@ class RunsFit:
             "source": self.source,
             "points": self.points_rule,
             "excluded": self.excluded,
+            "excluded_runs": self.excluded_runs,
             "level": self.result.level,
             "residual_scale": float(np.sqrt(np.mean(self.result.residuals.to_numpy() ** 2))),
             "aic": self.result.aic(),
@@ -148,15 +156,15 @@ class RunsFit:
             "draws": self.result.draws.to_dict(orient="list"),
             "residuals": self.result.residuals.tolist(),
         })
-        return _finite(doc)
+        return json_safe(doc)
 
 
-def _finite(value):
-    """Replace non-finite floats by None, recursively, so the document is strict JSON."""
+def json_safe(value):
+    """Replace non-finite floats by None (and numpy scalars by Python ones), recursively: strict JSON."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -178,7 +186,7 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
         runs = load_runs(runs, columns=columns, flops_convention=flops_convention)
     source = str(runs.attrs.get("source", "runs table"))
     law = make_law(law, x) if isinstance(law, str) else law
-    chosen, excluded = select_points(runs, points)
+    chosen, excluded, excluded_runs = select_points(runs, points)
     fit_options.setdefault("flops_convention", runs.attrs.get("flops_convention"))
     if holdout_largest < 0:
         raise ScalefitInputError(f"holdout_largest must be >= 0 (0: no backtest), not {holdout_largest}")
@@ -206,7 +214,8 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
                 approaches.append(approach(chosen))
             except FitError as err:
                 notes.append(f"{approach.__name__}: {err}")
-    return RunsFit(source, points, chosen, excluded, result, tested, allocation, tuple(approaches), tuple(notes))
+    return RunsFit(source, points, chosen, excluded, excluded_runs, result, tested, allocation, tuple(approaches),
+                   tuple(notes))
 
 
 def load_fit(path) -> FitResult:

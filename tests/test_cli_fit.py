@@ -486,3 +486,14 @@ def test_allocate_rejects_budgets_that_are_not_positive_numbers(fitted, tmp_path
     assert ran.code == 2
     assert_one_message(ran.err, "allocate", ["--flops", "finite positive"])
     assert not (tmp_path / "a.json").exists()
+
+
+def test_out_naming_an_existing_file_is_refused_and_the_file_kept(tmp_path, capsys):
+    runs_path = tmp_path / "runs.csv"
+    runs_path.write_text("run_id,params,tokens,loss\na,1e6,1e8,3.0\n")
+    target = tmp_path / "report.txt"
+    target.write_text("keep me")
+    assert main(["fit", str(runs_path), "--out", str(target)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "runs.csv"]
