@@ -175,8 +175,9 @@ def approach2(df: pd.DataFrame, *, min_sizes: int = 4, tolerance_decades: float 
             notes.append(f"budget C≈{c:.3g}: the parabola's minimum N={np.exp(x_opt):.3g} lies outside the sizes "
                          f"trained ({np.exp(x.min()):.3g}–{np.exp(x.max()):.3g}); excluded")
             continue
-        # D at the vertex: read off the budget's own runs (log-log interpolation in N), exact under 6ND.
-        tokens_opt = float(np.exp(np.interp(x_opt, x, np.log(best["tokens"].to_numpy(float)))))
+        # D at the vertex: C / 6N under 6ND; else read off the budget's own runs (log-log in N).
+        tokens_opt = (c / (6 * np.exp(x_opt)) if convention == "6ND"
+                      else float(np.exp(np.interp(x_opt, x, np.log(best["tokens"].to_numpy(float))))))
         records.append({"flops": c, "params_opt": float(np.exp(x_opt)), "tokens_opt": tokens_opt,
                         "loss_opt": float(np.polyval([curvature, slope, intercept], x_opt)),
                         "n_sizes": len(best)})

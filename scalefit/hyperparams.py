@@ -281,7 +281,8 @@ def locate_optima(
     ----------
     runs : pandas.DataFrame
         One row per run (see :func:`final_losses`) with ``params``, ``tokens``, ``loss``, ``lr`` and
-        optionally ``batch_size`` [tokens], ``flops``, ``status``, ``seq_len``.
+        optionally ``batch_size`` [tokens], ``flops``, ``status``, ``seq_len``, ``token_budget`` (then D is
+        the budget, since runs of one budget at different batch sizes end a few tokens apart).
     group_by : {"params_tokens", "flops"}
         Group by (N, D) pair (Step Law) or by training FLOPs (DeepSeek's compute budgets, 4 significant
         digits).
@@ -304,6 +305,8 @@ def locate_optima(
     if not 0 < level < 1:
         raise ScalefitInputError(f"level must lie in (0, 1), got {level}")
     table = runs.reset_index(drop=True).copy()
+    if "token_budget" in table.columns:  # runs of one budget at different batch sizes end a few tokens apart
+        table["tokens"] = table["token_budget"]
     if "batch_size" not in table.columns:
         table["batch_size"] = np.nan
     if "flops" not in table.columns:
@@ -378,7 +381,8 @@ def _describe_group(label: str, members: pd.DataFrame, usable: pd.DataFrame, tol
         "n_excluded": len(members) - len(usable),
     }
     if usable.empty:
-        return row | {"method": "none", "n_fit_points": 0, "warning": "every run was excluded"}
+        return row | {"method": "none", "n_fit_points": 0, "warning": "every run was excluded",
+                      "lr_located": False, "batch_size_located": False}
     best = usable.loc[usable["loss"].idxmin()]
     plateau = usable[usable["loss"] <= (1 + tolerance) * best["loss"]]
     row |= {
@@ -392,6 +396,12 @@ def _describe_group(label: str, members: pd.DataFrame, usable: pd.DataFrame, tol
         "plateau_batch_size_max": float(plateau["batch_size"].max()),
     }
     edge = _grid_edge(members, best)
+    # An axis's optimum is located only when ≥ 3 values were tried and the best is not on the grid's edge;
+    # the laws are fitted on located optima only (a single-LR group's "optimum" is just the LR it ran at).
+    for axis, name in (("lr", "LR"), ("batch_size", "batch size")):
+        n_tried = usable[axis].nunique()
+        row[f"n_{axis}s"] = n_tried
+        row[f"{axis}_located"] = bool(n_tried >= 3 and f" {name} tried" not in edge)
     optimum = None if edge else _quadratic_optimum(usable, best, level)
     if isinstance(optimum, _QuadraticOptimum):
         return row | optimum.as_row()
@@ -835,6 +845,11 @@ def fit_hparam_laws(
             notes.append(f"{spec.name} not fitted: {reason}")
             continue
         laws[spec.name] = _fit_law(spec, usable, fit_on, n_bootstrap, level, seed, optima.source)
+    for axis, name in (("lr", "LR"), ("batch_size", "batch-size")):
+        unlocated = int((~optima.groups[f"{axis}_located"]).sum())
+        if unlocated:
+            notes.append(f"{unlocated} of {len(optima.groups)} groups are left out of the {name} laws: fewer than "
+                         f"3 values tried, or the best on the grid's edge (see each group's warning)")
     if not laws:
         raise FitError(f"{optima.source}: no LR or batch-size law can be fitted: " + "; ".join(notes))
     notes.extend(optima.warnings)
@@ -842,12 +857,15 @@ def fit_hparam_laws(
 
 
 def _law_points(optima: HparamOptima, fit_on: FitOn) -> pd.DataFrame:
+    """Points for the laws: an axis's value is NaN (so unused by its laws) where its optimum is not located."""
     groups = optima.groups[optima.groups["method"] != "none"]
-    keys = ["group", "params", "tokens", "flops"]
+    keys = ["group", "params", "tokens", "flops", "lr_located", "batch_size_located"]
     if fit_on == "optima":
-        return groups[keys].assign(lr=groups["opt_lr"], batch_size=groups["opt_batch_size"])
-    plateau = optima.plateau[["group", "lr", "batch_size"]]
-    return plateau.merge(groups[keys], on="group", how="inner")
+        points = groups[keys].assign(lr=groups["opt_lr"], batch_size=groups["opt_batch_size"])
+    else:
+        points = optima.plateau[["group", "lr", "batch_size"]].merge(groups[keys], on="group", how="inner")
+    return points.assign(lr=points["lr"].where(points["lr_located"]),
+                         batch_size=points["batch_size"].where(points["batch_size_located"]))
 
 
 def _unfittable_reason(spec: _LawSpec, points: pd.DataFrame) -> str:
