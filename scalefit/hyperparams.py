@@ -1187,7 +1187,9 @@ def recommend(
     if batch_law is None and bs_law == "N_D":
         raise ScalefitInputError(f"{laws.source} has no bs_vs_N_D law (laws: {sorted(laws.laws)})")
     if batch_law is None:
-        warnings.append("no batch-size law: the batch size did not vary in the sweep")
+        reasons = [n for n in laws.notes if n.startswith("bs_vs_D ") or "batch-size laws" in n]
+        warnings.append("no batch-size law, so no batch size: " + ("; ".join(reasons) if reasons else
+                        "the source has none"))
     else:
         bs, bs_ci, bs_pi = _predict_with_intervals(batch_law, values, level)
     by_variable: dict[str, float] = {}
