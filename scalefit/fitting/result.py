@@ -100,9 +100,9 @@ class FitResult:
         interval
             ``"confidence"``: band of the *mean* loss, the ``level`` percentile interval of the predictions
             of the bootstrap draws. ``"prediction"``: band of a *new observation*: each draw's log
-            prediction plus a log residual of this fit drawn at random (seeded by :attr:`seed`), so the band
-            adds the observed scatter around the law to the uncertainty of the law (in-sample residuals,
-            so slightly optimistic). ``None``: the point prediction only.
+            prediction plus one log residual of this fit drawn at random for that draw (seeded by
+            :attr:`seed`; the same for every point of ``X``), so the band adds the observed scatter around
+            the law to the uncertainty of the law (in-sample residuals, so slightly optimistic). ``None``: the point prediction only.
         level
             Coverage of the band.
 
@@ -129,8 +129,10 @@ class FitResult:
             raise ValueError("this fit has no converged bootstrap draws; refit with bootstrap > 0 for intervals")
         log_draws = self.law.log_predict(self.law.to_fitted(draws), inputs)
         if interval == "prediction":
+            # One residual per draw, shared by all points: a new run sits off the law by about the same
+            # amount along its whole curve, and the band stays smooth in x.
             rng = np.random.default_rng(self.seed)
-            log_draws = log_draws + rng.choice(self.residuals.to_numpy(), size=log_draws.shape)
+            log_draws = log_draws + rng.choice(self.residuals.to_numpy(), size=(len(log_draws), 1))
         tail = (1.0 - level) / 2.0
         lo, hi = np.quantile(np.exp(log_draws), [tail, 1.0 - tail], axis=0)
         return pd.DataFrame({"mean": mean, "lo": lo, "hi": hi}, index=frame.index)
