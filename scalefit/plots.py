@@ -705,7 +705,7 @@ def plot_rl_efficiency(result, ax=None):
 
     Filled markers with bars: the law's ``k`` at fitted sizes and its bootstrap interval; hollow squares:
     each size's own least-squares slope (``k_free``), a check of the saturating form; hollow circles: the
-    law's ``k`` at held-out sizes. Dotted lines mark ``K_max`` and ``N0``.
+    law's ``k`` at held-out sizes. Dotted lines mark ``K_max`` and ``N0`` (when ``N0`` is in view).
 
     Parameters
     ----------
@@ -723,15 +723,17 @@ def plot_rl_efficiency(result, ax=None):
     fitted = table[table["role"] == "fit"]
     errors = np.vstack([fitted["k"] - fitted["k_lo"], fitted["k_hi"] - fitted["k"]])
     ax.errorbar(fitted["N"], fitted["k"], yerr=np.where(np.isfinite(errors), errors, 0), fmt="o",
-                color=PALETTE[0], markersize=4, capsize=2, label=f"law at fitted sizes ({100 * result.level:.0f}% interval)")
+                color=PALETTE[0], markersize=4, capsize=2,
+                label=f"law at fitted sizes ({100 * result.level:.0f}% interval)")
     ax.scatter(table["N"], table["k_free"], marker="s", facecolors="none", edgecolors=PALETTE[3], s=22,
-               label="each size's own slope", zorder=3)
+               label="each size's own slope (OLS on log L)", zorder=3)
     targets = table[table["role"] == "target"]
     if len(targets):
         ax.scatter(targets["N"], targets["k"], facecolors="none", edgecolors=PALETTE[0], s=30,
                    label="law at held-out sizes", zorder=3)
     ax.axhline(k_max, color="0.5", linestyle=":", linewidth=0.8)
-    ax.axvline(n0, color="0.5", linestyle=":", linewidth=0.8)
+    if grid[0] <= n0 <= grid[-1]:  # an N0 far outside the sizes (e.g. on its bound) would squash the axis
+        ax.axvline(n0, color="0.5", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("model size N [parameters]")
     ax.set_ylabel("learning efficiency k")

@@ -148,7 +148,10 @@ def rl_points(table: pd.DataFrame, *, x: str = "compute", metric: str = "pass_at
     if "status" in frame.columns:
         bad = frame["status"].fillna("ok") != "ok"
         if bad.any():
-            notes.append(f"dropped {int(bad.sum())} row(s) whose status is not 'ok'")
+            runs = sorted(frame.loc[bad, "run_id"].astype(str).unique())
+            statuses = sorted(frame.loc[bad, "status"].astype(str).unique())
+            notes.append(f"dropped {int(bad.sum())} row(s) of {len(runs)} run(s) with status {statuses} "
+                         f"(not 'ok'): {', '.join(runs[:5])}{' …' if len(runs) > 5 else ''}")
             frame = frame[~bad]
     values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
               for c in ("params", x_column, metric)}
@@ -334,7 +337,7 @@ class RLFit:
         }
 
     def plot_curves(self, ax=None):
-        """L against X per size, log-log, fits and held-out parts marked (:func:`~scalefit.plots.plot_rl_curves`)."""
+        """L against X per size, log-log, with the fits (:func:`scalefit.plots.plot_rl_curves`)."""
         from scalefit.plots import plot_rl_curves
 
         return plot_rl_curves(self, ax=ax)
@@ -351,7 +354,8 @@ class RLFit:
 
 def fit_rl(table: pd.DataFrame, *, x: str = "compute", metric: str = "pass_at_1",
            metric_is_error: bool = False, loss: str = "mse", delta: float = 1e-3,
-           protocol: str | None = None, variant: str = "both", anchor: float = 0.1, bootstrap: int = 200, segment_length: int | None = None,
+           protocol: str | None = None, variant: str = "both", anchor: float = 0.1,
+           bootstrap: int = 200, segment_length: int | None = None,
            clip: float | str | None = "auto", seed: int = 0) -> RLFit:
     """Fit ``log L = −k(N) log X + E(N)``, ``k(N) = K_max / (1 + N0/N)`` to RL curves, optionally backtested.
 
@@ -408,19 +412,28 @@ def fit_rl(table: pd.DataFrame, *, x: str = "compute", metric: str = "pass_at_1"
     weights = _equal_per_size(fitted["params"])
     result = fit(law, fitted, loss=LOSSES[loss], delta=delta, weights=weights,
                  starts=_starts(law, fitted, weights), bootstrap=0, seed=seed)
+    if not result.success:
+        notes.append(f"the fit is suspect: {result.message}")
+    bound = _n0_bound(law, result)
+    if bound:
+        notes.append(_SATURATION_NOTES[bound])
     segment = segment_length or max(1, math.ceil(fitted.groupby("run_id").size().median() ** (1 / 3)))
+    # An N0 on its bound is a flat direction: bootstrap refits would wander along it and never converge.
+    fix = {"N0": float(result.params["N0"])} if bound else None
     draws = _segment_bootstrap(law, fitted, weights, result, Loss(LOSSES[loss], delta), bootstrap, segment,
-                               seed)
+                               seed, fix)
     names = ["K_max", "N0", *law.derived_names, *law.reported_names[2:]]
     if len(draws):
         intervals = percentile_intervals(draws[names], _LEVEL)
     else:
         intervals = pd.DataFrame(np.nan, index=names, columns=["lo", "hi"])
+    if bound and bootstrap:
+        intervals.loc["N0"] = np.nan
+        notes.append("the bootstrap held N0 at its bound: the intervals of K_max, k and E are conditional on "
+                     "it, and N0 has none")
     if len(draws) < bootstrap:
         notes.append(f"{len(draws)} of {bootstrap} bootstrap refits converged; the intervals use those"
                      + ("" if len(draws) else " (none: no intervals)"))
-    if not result.success:
-        notes.append(f"the fit is suspect: {result.message}")
 
     known = points["params"].isin(law.sizes)
     points["L_hat"] = np.nan
@@ -460,6 +473,25 @@ def _check_curves(points: pd.DataFrame) -> None:
             raise FitError(f"the curve(s) of size N = {n:g} are flat (L = {group['loss'].iloc[0]:g} at every "
                            "point): the law needs L to change with X; check the metric column or drop that "
                            "size")
+
+
+_SATURATION_NOTES = {
+    "lower": "N0 is on its lower bound: k does not grow with N over the sizes fitted, so K_max is their "
+             "common slope and N0 is not identified (no saturation is visible)",
+    "upper": "N0 is on its upper bound: k grows in proportion to N over the sizes fitted, without "
+             "saturating, so only K_max / N0 is identified",
+}
+
+
+def _n0_bound(law: RLEfficiency, result: FitResult) -> str | None:
+    """``"lower"`` or ``"upper"`` when the fitted ``N0`` sits on that bound, else None."""
+    low, high = law.parameter("n0").bounds
+    log_n0 = math.log(result.params["N0"])
+    if log_n0 - low < 1e-6 * (high - low):
+        return "lower"
+    if high - log_n0 < 1e-6 * (high - low):
+        return "upper"
+    return None
 
 
 def _assign_roles(points: pd.DataFrame, parsed: tuple[str, float] | None, anchor: float) -> list[float]:
@@ -512,13 +544,14 @@ def _starts(law: RLEfficiency, points: pd.DataFrame, weights: np.ndarray) -> np.
 
 
 def _segment_bootstrap(law: RLEfficiency, points: pd.DataFrame, weights: np.ndarray, result: FitResult,
-                       loss: Loss, n_draws: int, segment: int, seed: int) -> pd.DataFrame:
+                       loss: Loss, n_draws: int, segment: int, seed: int,
+                       fix: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Converged refits of block-bootstrap replicates, as reported and derived parameters (one row each).
 
     Every curve (run) is cut into contiguous segments of ``segment`` points in X order; a replicate draws,
     within every curve, as many segments as it has, with replacement. The multiplicities become extra point
     weights, and all replicates are refitted at once from the optimum by the engine's
-    :func:`~scalefit.fitting.bootstrap.refit_replicates`.
+    :func:`~scalefit.fitting.bootstrap.refit_replicates`. Parameters in ``fix`` stay at their values.
     """
     if n_draws == 0:
         return pd.DataFrame()
@@ -530,7 +563,7 @@ def _segment_bootstrap(law: RLEfficiency, points: pd.DataFrame, weights: np.ndar
         n_segments = labels[-1] + 1
         drawn = rng.multinomial(n_segments, np.full(n_segments, 1.0 / n_segments), size=n_draws)
         counts[:, rows] = drawn[:, labels]
-    free = free_parameters(law)
+    free = free_parameters(law, fix)
     objective = Objective(law=law, inputs=law.input_array(points), log_loss=np.log(points["loss"].to_numpy()),
                           point_weights=weights, loss=loss, free=free)
     optimum = free.reduce(law.to_fitted(result.params[list(law.reported_names)]))[0]
