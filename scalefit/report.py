@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
+from scalefit.io import dumps, write_json
 from scalefit.study import RunsFit
 
 REPORT_SCHEMA_VERSION = 1
@@ -161,7 +161,7 @@ class Report:
                 paths[f"{figure.key}.png"] = out / f"{figure.key}.png"
                 paths[f"{figure.key}.png"].write_bytes(figure.png)
         documents = {"report.html": self.to_html(), "report.md": self.to_markdown(),
-                     "results.json": json.dumps(self.results, indent=2, allow_nan=False) + "\n"}
+                     "results.json": dumps(self.results)}
         for name, text in documents.items():
             paths[name] = out / name
             paths[name].write_text(text, encoding="utf-8")
@@ -802,7 +802,7 @@ def write_fit_outputs(study: RunsFit, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"fit.json": out / "fit.json"}
-    paths["fit.json"].write_text(json.dumps(study.to_dict(), indent=2, allow_nan=False) + "\n")
+    write_json(paths["fit.json"], study.to_dict())
     result = study.result
     images = {"fit": plots.plot_fit(result), "residuals": plots.plot_residuals(result)}
     if len(result.law.inputs) == 2:

@@ -33,6 +33,7 @@ from scalefit.allocation import (
 from scalefit.backtest import Backtest, backtest
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting import FitResult, fit
+from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
 from scalefit.runs import final_points, load_runs, select, tuned_points
@@ -157,21 +158,6 @@ class RunsFit:
             "residuals": self.result.residuals.tolist(),
         })
         return json_safe(doc)
-
-
-def json_safe(value):
-    """Replace non-finite floats by None (and numpy scalars by Python ones), recursively: strict JSON."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str = "params",

@@ -1,0 +1,183 @@
+"""``scalefit fit``, ``predict`` and ``allocate``: the loss law and compute-optimal allocation."""
+
+from __future__ import annotations
+
+import argparse
+
+from scalefit.cli.common import floats, staged_output_dir, write_json
+from scalefit.errors import ScalefitInputError
+
+
+def _add_fit(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit a scaling law to a runs table, with bootstrap intervals, a backtest and allocation",
+        description="Fit L(N, D) = E + A/N^alpha + B/D^beta (or a power law, or Kaplan's law) to a runs table "
+                    "by multi-start robust regression (Huber on log L), with bootstrap intervals, a backtest "
+                    "on the largest held-out size(s) and, for the joint law, compute-optimal allocation.",
+        epilog="examples:\n"
+               "  scalefit fit data/runs.parquet --out out/fit\n"
+               "  scalefit fit runs.csv --map 'Model Size=params' --map Tokens=tokens --law power --x flops\n"
+               "  scalefit fit data/runs.parquet --fix alpha=0.34 --bootstrap 200 --json fit.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", metavar="RUNS", help="runs table (parquet or CSV)")
+    parser.add_argument("--law", choices=("chinchilla", "power", "kaplan"), default="chinchilla")
+    parser.add_argument("--x", choices=("params", "tokens", "flops"), default="params",
+                        help="the power law's variable (default params)")
+    parser.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                        help="rename a column of the file to a runs-table column (repeatable)")
+    parser.add_argument("--points", choices=("tuned", "final", "all"), default="tuned",
+                        help="tuned: best lr/batch setting per (N, D), seeds averaged (default); final: every "
+                             "run's last point; all: every evaluation (runs resampled together)")
+    parser.add_argument("--loss", choices=("huber", "mse_log", "mse"), default="huber")
+    parser.add_argument("--delta", type=float, default=1e-3, help="Huber threshold on log L (default 1e-3)")
+    parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                        help="hold a parameter at a value, e.g. alpha=0.34 (repeatable)")
+    parser.add_argument("--tie", metavar="A,B", help="fit two parameters as one, e.g. alpha,beta")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap refits for the intervals (default 1000; 0: none)")
+    parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
+                        help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
+    parser.add_argument("--flops-convention", choices=("6ND", "6ND+attn"),
+                        help="recount FLOPs under this convention (default: as the table says, else 6ND)")
+    parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
+                        help="compute budgets [FLOP] for the allocation table (default: the data's range "
+                             "and 3 decades beyond)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", metavar="DIR", help="write fit.json, report.md and PNG plots here")
+    parser.add_argument("--json", metavar="FILE", help="write fit.json here too")
+    parser.set_defaults(run=_run_fit)
+
+
+def _parse_fix(items: list[str]) -> dict[str, float]:
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ScalefitInputError(f"--fix {item!r}: write NAME=VALUE, e.g. --fix alpha=0.34")
+    return fixed
+
+
+def _parse_tie(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    if len(names) < 2 or not all(names):
+        raise ScalefitInputError(f"--tie {text!r}: name two or more parameters, e.g. --tie alpha,beta")
+    return names
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    import math
+
+    from scalefit.runs import parse_column_map
+    from scalefit.study import fit_runs
+
+    if args.budgets is not None and not (args.budgets and all(math.isfinite(c) and c > 0 for c in args.budgets)):
+        raise ScalefitInputError("--budgets must be one or more finite positive FLOP budgets, e.g. 1e18,1e20")
+    study = fit_runs(
+        args.runs, law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest,
+        budgets=args.budgets, columns=parse_column_map(args.map) or None, flops_convention=args.flops_convention,
+        loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
+        bootstrap=args.bootstrap, seed=args.seed,
+    )
+    print(study.summary())
+    document = study.to_dict()
+    with staged_output_dir(args.out) as out:
+        if out is not None:
+            from scalefit.report import write_fit_outputs
+
+            write_fit_outputs(study, out)
+        if args.json:  # inside the block: if it fails, the output folder is not put in place either
+            write_json(args.json, document)
+    return 0 if study.result.success else 1
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predicted loss of planned runs from a fit.json, with intervals",
+        description="Predict the loss at (N, D) from a saved fit, with the confidence interval of the mean "
+                    "and the prediction interval of a single run (bootstrap draws stored in fit.json).",
+        epilog="example:\n  scalefit predict --fit out/fit/fit.json --params 1e6,3e6 --tokens 2e7",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="fit.json written by scalefit fit")
+    parser.add_argument("--params", type=floats, metavar="N[,N...]", help="non-embedding parameters")
+    parser.add_argument("--tokens", type=floats, metavar="D[,D...]", help="training tokens")
+    parser.add_argument("--flops", type=floats, metavar="C[,C...]", help="training FLOPs (power law in flops)")
+    parser.add_argument("--json", metavar="FILE", help="also write the predictions as JSON")
+    parser.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from scalefit.study import load_fit
+
+    result = load_fit(args.fit)
+    given = {k: getattr(args, k) for k in ("params", "tokens", "flops") if getattr(args, k)}
+    missing = [k for k in result.law.inputs if k not in given]
+    if missing:
+        raise ScalefitInputError(f"the {result.law.name} law in {args.fit} needs --{' --'.join(missing)}")
+    try:
+        frame = pd.DataFrame(dict(zip(given, np.broadcast_arrays(*map(np.asarray, given.values())))))
+    except ValueError:
+        raise ScalefitInputError("give one value or equally many values to each of --params, --tokens, --flops")
+    if not (np.isfinite(frame) & (frame > 0)).all(axis=None):
+        raise ScalefitInputError("--params, --tokens and --flops must be finite and positive")
+    if len(result.draws) and result.draws["converged"].any():
+        confidence = result.predict(frame, interval="confidence", level=result.level)
+        prediction = result.predict(frame, interval="prediction", level=result.level)
+        heading = (f"{100 * result.level:.0f}% intervals of the mean (mean_lo, mean_hi) and of one run "
+                   "(run_lo, run_hi)")
+    else:  # a fit made with --bootstrap 0: the point prediction only
+        confidence = prediction = result.predict(frame, interval=None).assign(lo=np.nan, hi=np.nan)
+        heading = "no intervals: the fit has no bootstrap draws (refit with --bootstrap N for them)"
+    table = frame.assign(loss=confidence["mean"], mean_lo=confidence["lo"], mean_hi=confidence["hi"],
+                         run_lo=prediction["lo"], run_hi=prediction["hi"])
+    print(f"{result.law!r} from {args.fit}; {heading}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.json:
+        write_json(args.json, {"fit": str(args.fit), "level": result.level,
+                               "predictions": table.to_dict(orient="records")})
+    return 0
+
+
+def _add_allocate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "allocate",
+        help="compute-optimal model size and tokens for FLOP budgets, from a joint-law fit.json",
+        description="N_opt(C) and D_opt(C) under C = 6ND from a fitted Chinchilla law (closed form, Hoffmann "
+                    "et al. 2022 eq. 4), with percentile intervals over the fit's bootstrap draws.",
+        epilog="example:\n  scalefit allocate --fit out/fit/fit.json --flops 1e15,1e16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="fit.json written by scalefit fit")
+    parser.add_argument("--flops", type=floats, required=True, metavar="C[,C...]", help="budgets [FLOP]")
+    parser.add_argument("--json", metavar="FILE", help="also write the allocation as JSON")
+    parser.set_defaults(run=_run_allocate)
+
+
+def _run_allocate(args: argparse.Namespace) -> int:
+    import math
+
+    from scalefit.allocation import joint_law_allocation
+    from scalefit.study import load_fit
+
+    if not args.flops or not all(math.isfinite(c) and c > 0 for c in args.flops):
+        raise ScalefitInputError("--flops must be one or more finite positive budgets, e.g. --flops 1e18,1e20")
+    allocation = joint_law_allocation(load_fit(args.fit), args.flops)
+    print(allocation.summary())
+    if args.json:
+        write_json(args.json, allocation.to_dict())  # intervals are NaN (null) without bootstrap draws
+    return 0
+
+
+SUBCOMMANDS = [_add_fit, _add_predict, _add_allocate]
