@@ -14,7 +14,7 @@ LAYERS = {
     "errors": 0, "io": 0, "results": 0, "runs": 0,
     "laws": 1,
     "fitting": 2,
-    "allocation": 3, "backtest": 3, "hyperparams": 3, "rl": 3, "study": 3,
+    "allocation": 3, "backtest": 3, "hyperparams": 3, "rl": 3, "study": 3, "plan": 3,
     "plots": 4, "report": 4, "cli": 4, "__init__": 4,
 }
 

@@ -13,13 +13,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from scalefit.cli import fit, hparams, report, rl
+from scalefit.cli import fit, hparams, plan, report, rl
 from scalefit.cli.common import EXIT_INPUT_ERROR, check_out
 from scalefit.errors import ScalefitInputError
 
 __all__ = ["EXIT_INPUT_ERROR", "build_parser", "main"]
 
-COMMAND_MODULES = [fit, hparams, rl, report]
+COMMAND_MODULES = [fit, hparams, rl, report, plan]
 
 
 def build_parser() -> argparse.ArgumentParser:

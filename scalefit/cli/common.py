@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from scalefit.errors import ScalefitInputError
-from scalefit.io import write_json
+from scalefit.io import atomic_write_text, write_json
 
-__all__ = ["EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "check_out", "floats", "staged_output_dir", "write_json"]
+__all__ = [
+    "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "atomic_write_text", "check_out", "floats", "staged_output_dir",
+    "write_json",
+]
 
 EXIT_OK = 0
 EXIT_SUSPECT = 1  # fitted, but the numbers are flagged (suspect or failed)

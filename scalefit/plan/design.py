@@ -1,0 +1,360 @@
+"""Which runs to train next: a greedy design that narrows the planning interval at a target run.
+
+The criterion is the planning variance of ``log L`` at the target ``(N*, D*)`` (see docs/planning.md)::
+
+    V(X) = E_θ[ gᵀ (F_θ(X) + P)⁻¹ g ]  +  σ²  +  (κ · d(X))²
+           parameter uncertainty         a new   extrapolation error
+                                          run
+
+where ``F_θ(X) = Σ_x J_xᵀ J_x / σ²`` is the Fisher information of the design ``X`` (existing runs and the
+proposed ones) at parameters ``θ``, ``g = ∂ log L̂(N*, D*)/∂θ``, ``P`` a weak prior precision (so that an
+empty or rank-deficient design still has a finite criterion), the expectation is over draws of ``θ`` (the
+current fit's bootstrap draws, or a prior around a published law when there are no runs), ``σ`` the noise
+of log loss and ``d(X)`` the decades the target lies beyond the design (the larger of the N and D
+distances); ``κ`` is the extrapolation error per decade. This is Bayesian c-optimal design (Chaloner &
+Verdinelli 1995, *Statistical Science* 10(3), §2.2) with an extrapolation term.
+
+Selection is **greedy**: candidates are (size, tokens-per-parameter) pairs on a log grid; each step adds the
+affordable candidate with the largest reduction of ``V`` per ``cost^γ`` (``cost = 6ND`` FLOPs), until the
+budget is spent, no candidate reduces ``V`` by more than ``min_gain`` of itself, or ``max_runs`` is reached.
+One pass is made for each γ in :data:`COST_EXPONENTS` (γ = 0 buys the largest reduction, γ = 1 the largest
+reduction per FLOP) and the pass with the smallest final ``V`` is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from scalefit.errors import ScalefitInputError
+from scalefit.fitting import FitResult
+from scalefit.laws import Chinchilla
+from scalefit.laws.base import Law
+from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, register
+
+#: Chinchilla's law as refitted by Besiroglu et al. (2024, Epoch AI), the prior centre when there are no runs.
+EPOCH_CHINCHILLA = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+#: Prior spread in the fitting space: log-amplitudes (a, b), log-floor (e), exponents (alpha, beta).
+PRIOR_SD = {"a": 2.0, "b": 2.0, "e": 0.5, "alpha": 0.15, "beta": 0.15}
+#: Weak prior precision added to every design's information (1/sd² in the fitting space).
+WEAK_PRIOR_SD = {"a": 10.0, "b": 10.0, "e": 2.0, "alpha": 1.0, "beta": 1.0}
+#: Extrapolation error of log L per decade beyond the data when no backtest gives one: about 1.5 %, the
+#: free joint law's error predicting runs 3.5×–17× beyond a 4-size ladder (shared/notes/prediction-facts.md).
+DEFAULT_KAPPA = 0.015
+DEFAULT_SIGMA = 0.01
+TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
+#: Cost exponents γ of the greedy passes (0: largest reduction; 1: largest reduction per FLOP).
+COST_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _gradient_and_jacobian(law: Law, theta: np.ndarray, inputs: np.ndarray):
+    _, jacobian = law.log_predict_jacobian(theta, inputs)  # (params, draws, points)
+    return np.moveaxis(jacobian, 0, -1)  # (draws, points, params)
+
+
+@dataclass(frozen=True)
+class DesignCriterion:
+    """``V(X)`` of the module docstring, evaluated fast for many candidate additions."""
+
+    law: Law
+    theta: np.ndarray  # (draws, params), fitting space
+    target: tuple[float, float]
+    sigma: float
+    kappa: float
+    prior_precision: np.ndarray  # (params,)
+
+    def __post_init__(self) -> None:
+        target = np.array([self.target], dtype=float)
+        object.__setattr__(self, "_g", _gradient_and_jacobian(self.law, self.theta, target)[:, 0, :])
+
+    def information(self, design: np.ndarray) -> np.ndarray:
+        """(draws, params, params) information of the points ``design`` (points, 2)."""
+        if len(design) == 0:
+            return np.zeros((len(self.theta), self.theta.shape[1], self.theta.shape[1]))
+        jac = _gradient_and_jacobian(self.law, self.theta, np.asarray(design, dtype=float))
+        return np.einsum("spi,spj->sij", jac, jac) / self.sigma**2
+
+    def distance(self, design: np.ndarray) -> float:
+        """Decades the target lies beyond the design in N or D (0 inside)."""
+        if len(design) == 0:
+            return float(np.log10(self.target[0] * self.target[1]))  # nothing known: all of it is extrapolation
+        reach = np.log10(np.asarray(self.target) / np.asarray(design, dtype=float).max(axis=0))
+        return float(max(0.0, reach.max()))
+
+    def parts(self, information: np.ndarray, distance: float) -> dict[str, float]:
+        """The three variance parts of ``V`` for a design with this information and distance."""
+        precision = information + np.diag(self.prior_precision)[None]
+        solved = np.linalg.solve(precision, self._g[..., None])[..., 0]
+        parameter = float(np.mean(np.einsum("si,si->s", self._g, solved)))
+        return {"parameters": parameter, "new run": self.sigma**2, "extrapolation": (self.kappa * distance) ** 2}
+
+    def variance(self, design: np.ndarray) -> float:
+        return sum(self.parts(self.information(design), self.distance(design)).values())
+
+
+@register
+@dataclass(frozen=True)
+class DesignPlan(Result):
+    """Proposed runs, what they cost, and the planning interval they are expected to give at the target.
+
+    ``runs`` has one row per proposed run (``params``, ``tokens``, ``tokens_per_param``, ``flops``,
+    ``gain``: its share of the reduction of ``V`` when added). ``before``/``after``/``naive`` hold the
+    variance parts of ``V`` for the existing runs, with the proposal, and for a naive grid of the same number
+    of runs and compute (log-spaced sizes at a fixed tokens-per-parameter ratio); ``*_width`` are the
+    corresponding planning-interval widths as a fraction of the predicted loss.
+    """
+
+    kind = "plan"
+    schema_version = 1
+
+    target: tuple[float, float]
+    budget: float
+    runs: pd.DataFrame
+    before: dict
+    after: dict
+    naive: dict
+    naive_runs: pd.DataFrame
+    prior: str
+    sigma: float
+    kappa: float
+    level: float = DEFAULT_LEVEL
+    status: str = "ok"
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    params: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    draws: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def width(self, parts: Mapping[str, float]) -> float:
+        """Planning-interval width at :attr:`level`, as a fraction of the predicted loss."""
+        z = stats.norm.ppf(0.5 + self.level / 2)
+        spread = np.sqrt(sum(parts.values()))
+        return float(np.exp(z * spread) - np.exp(-z * spread))
+
+    @property
+    def extrapolation_dominated(self) -> bool:
+        """True when more runs at this scale cannot narrow the interval much: the extrapolation part is over
+        half of the expected planning variance after the proposal."""
+        return self.after["extrapolation"] > 0.5 * sum(self.after.values())
+
+    def summary(self) -> Summary:
+        pct = f"{100 * self.level:g} %"
+        header = [
+            ("Target", (f"N = {self.target[0]:.3g}, D = {self.target[1]:.3g} (C = 6ND = "
+                       f"{6 * self.target[0] * self.target[1]:.3g} FLOP)")),
+            ("Budget", f"{self.budget:.3g} FLOP; proposed runs use {self.runs['flops'].sum():.3g}"),
+            ("Criterion", (f"{pct} planning interval of L at the target (σ = {self.sigma:.3g} per run, "
+                          f"κ = {self.kappa:.3g} per decade beyond the data; prior: {self.prior})")),
+            ("Selection", ("greedy: each step adds the run that narrows the interval most per cost^γ, "
+                          "best of γ ∈ {0, ¼, ½, ¾, 1}")),
+            ("Width now", f"{_percent(self.width(self.before))} of the predicted loss"),
+            ("With plan", _percent(self.width(self.after))),
+            ("Naive grid", (f"{_percent(self.width(self.naive))} ({len(self.naive_runs)} runs, same compute, "
+                           "log-spaced sizes at 20 tokens/param)")),
+        ]
+        parts = pd.DataFrame({"now": self.before, "with plan": self.after, "naive grid": self.naive}).T
+        parts["share of extrapolation"] = parts["extrapolation"] / parts.sum(axis=1)
+        return Summary("scalefit plan: runs to train next", header,
+                       [("proposed runs", self.runs), ("variance of log L at the target, by part", parts)],
+                       self.notes, self.status, self.reasons)
+
+    def to_dict(self) -> dict:
+        return {**self._envelope(), "target": list(self.target), "budget": self.budget,
+                "runs": self.runs.to_dict(orient="records"), "before": self.before, "after": self.after,
+                "naive": self.naive, "naive_runs": self.naive_runs.to_dict(orient="records"),
+                "widths": {"before": self.width(self.before), "after": self.width(self.after),
+                           "naive": self.width(self.naive)},
+                "extrapolation_dominated": self.extrapolation_dominated, "prior": self.prior,
+                "sigma": self.sigma, "kappa": self.kappa, "level": self.level, "status": self.status,
+                "reasons": list(self.reasons), "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> DesignPlan:
+        columns = ["params", "tokens", "tokens_per_param", "flops", "gain"]
+        runs = pd.DataFrame(doc["runs"], columns=columns).astype(float)
+        naive = pd.DataFrame(doc["naive_runs"], columns=["params", "tokens", "tokens_per_param", "flops"]).astype(float)
+        return cls(tuple(doc["target"]), float(doc["budget"]), runs, dict(doc["before"]), dict(doc["after"]),
+                   dict(doc["naive"]), naive, doc["prior"], float(doc["sigma"]), float(doc["kappa"]),
+                   float(doc["level"]), doc["status"], tuple(doc["reasons"]), tuple(doc["notes"]))
+
+
+def _percent(width: float) -> str:
+    return "unbounded (over 1000 %)" if width > 10 else f"{100 * width:.3g} %"
+
+
+def prior_draws(centre: Mapping[str, float] | None = None, n: int = 64, seed: int = 0,
+                law: Law | None = None) -> pd.DataFrame:
+    """Draws of the joint law's parameters around ``centre`` (default Epoch's Chinchilla refit) with the spread
+    :data:`PRIOR_SD` in the fitting space: a prior for designing a ladder before any run exists."""
+    law = law or Chinchilla()
+    centre = EPOCH_CHINCHILLA if centre is None else centre
+    theta = law.to_fitted(centre)[0]
+    rng = np.random.default_rng(seed)
+    sd = np.array([PRIOR_SD[name] for name in law.param_names])
+    draws = theta + rng.normal(size=(n, len(theta))) * sd
+    draws[:, law.param_names.index("alpha")] = np.clip(draws[:, law.param_names.index("alpha")], 0.05, None)
+    draws[:, law.param_names.index("beta")] = np.clip(draws[:, law.param_names.index("beta")], 0.05, None)
+    return pd.DataFrame(law.to_reported(draws), columns=law.reported_names)
+
+
+def naive_grid(n_runs: int, compute: float, smallest: float, tokens_per_param: float = 20.0) -> pd.DataFrame:
+    """``n_runs`` log-spaced sizes from ``smallest`` at a fixed tokens-per-parameter ratio, the largest chosen so
+    that the grid's total ``6ND`` equals ``compute`` (the usual ladder a design is compared with)."""
+    if n_runs < 1:
+        return pd.DataFrame(columns=["params", "tokens", "tokens_per_param", "flops"], dtype=float)
+
+    def total(largest: float) -> float:
+        sizes = np.geomspace(smallest, largest, n_runs)
+        return float(np.sum(6.0 * tokens_per_param * sizes**2))
+
+    lo, hi = smallest, smallest * 1e6
+    for _ in range(200):  # bisection in log space: total() increases with the largest size
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if total(mid) < compute else (lo, mid)
+    sizes = np.geomspace(smallest, np.sqrt(lo * hi), n_runs) if n_runs > 1 else np.array([np.sqrt(lo * hi)])
+    if n_runs == 1:
+        sizes = np.array([np.sqrt(compute / (6.0 * tokens_per_param))])
+    tokens = tokens_per_param * sizes
+    return pd.DataFrame({"params": sizes, "tokens": tokens, "tokens_per_param": tokens_per_param,
+                         "flops": 6.0 * sizes * tokens})
+
+
+def _greedy(criterion: DesignCriterion, existing: np.ndarray, info: np.ndarray, grid: np.ndarray, cost: np.ndarray,
+            candidate_info: np.ndarray, budget: float, max_runs: int, min_gain: float, gamma: float):
+    """One greedy pass: add the affordable candidate with the largest ``ΔV / cost^γ`` until nothing helps."""
+    chosen: list[int] = []
+    gains: list[float] = []
+    spent, design = 0.0, existing
+    current = sum(criterion.parts(info, criterion.distance(existing)).values())
+    while len(chosen) < max_runs:
+        best, best_score, best_value = None, 0.0, current
+        for c in np.flatnonzero(cost <= budget - spent):
+            if c in chosen:
+                continue
+            value = sum(criterion.parts(info + candidate_info[c],
+                                        criterion.distance(np.vstack([design, grid[c]]))).values())
+            score = (current - value) / cost[c] ** gamma
+            if current - value > min_gain * current and score > best_score:
+                best, best_score, best_value = c, score, value
+        if best is None:
+            break
+        chosen.append(best)
+        gains.append(current - best_value)
+        info = info + candidate_info[best]
+        design = np.vstack([design, grid[best]])
+        spent += cost[best]
+        current = best_value
+    return chosen, gains, info, design, spent, current
+
+
+def design_runs(
+    target_params: float,
+    target_tokens: float,
+    budget: float,
+    *,
+    result: FitResult | None = None,
+    existing: pd.DataFrame | None = None,
+    prior: Mapping[str, float] | None = None,
+    sigma: float | None = None,
+    kappa: float = DEFAULT_KAPPA,
+    sizes: Sequence[float] | None = None,
+    tokens_per_param: Sequence[float] = TOKENS_PER_PARAM,
+    max_runs: int = 12,
+    min_gain: float = 0.01,
+    n_draws: int = 64,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> DesignPlan:
+    """Propose runs that narrow the planning interval at ``(target_params, target_tokens)`` within ``budget``.
+
+    Parameters
+    ----------
+    target_params, target_tokens
+        The run to predict: N (non-embedding parameters) and D (tokens).
+    budget
+        FLOPs (``6ND``) available for the new runs.
+    result
+        A joint-law fit of the existing runs: its bootstrap draws are the draws of ``θ``, its residual RMS
+        ``σ``, its points the existing design. Without it, ``prior`` (default Epoch's Chinchilla refit) with
+        the spread :data:`PRIOR_SD`.
+    existing
+        Existing design (``params``, ``tokens``) when no fit is given (e.g. runs already planned).
+    sigma, kappa
+        Noise of log loss per run; extrapolation error of log L per decade beyond the data
+        (default :data:`DEFAULT_KAPPA`; pass the backtest's figure when you have one).
+    sizes
+        Candidate model sizes; default 4 per decade from the smallest existing size (or N*/1000) up to the
+        largest size a run at the smallest ratio can afford, and not beyond N*.
+    tokens_per_param
+        Candidate D/N ratios.
+    max_runs, min_gain
+        Stop after this many runs, or when the best candidate reduces ``V`` by less than ``min_gain`` of it.
+    """
+    level = check_level(level)
+    for name, value in (("target params", target_params), ("target tokens", target_tokens), ("budget", budget)):
+        if not (np.isfinite(value) and value > 0):
+            raise ScalefitInputError(f"{name} must be a positive number, not {value!r}")
+    law = Chinchilla()
+    if result is not None:
+        if result.law.name != "chinchilla":
+            raise ScalefitInputError(f"plan designs runs for the joint law L(N, D); this fit is {result.law.name!r}")
+        draws = result.draws[result.draws["converged"].astype(bool)] if len(result.draws) else result.draws
+        if len(draws) < 10:
+            draws = prior_draws(result.params.to_dict(), n_draws, seed, law)
+        draws = draws.sample(min(n_draws, len(draws)), random_state=seed)
+        prior_text = f"the fit's {len(draws)} bootstrap draws"
+        if sigma is None:
+            sigma = float(np.sqrt(np.mean(result.residuals.to_numpy() ** 2)))
+        existing = result.data[["params", "tokens"]] if existing is None else existing
+    else:
+        draws = prior_draws(prior, n_draws, seed, law)
+        prior_text = "a published law (Epoch's Chinchilla refit) with wide spread" if prior is None else \
+            "the given law with wide spread"
+    sigma = max(DEFAULT_SIGMA if sigma is None else float(sigma), 1e-3)
+    existing = np.empty((0, 2)) if existing is None else existing[["params", "tokens"]].to_numpy(dtype=float)
+    theta = law.to_fitted(draws)
+    precision = np.array([1.0 / WEAK_PRIOR_SD[name] ** 2 for name in law.param_names])
+    criterion = DesignCriterion(law, theta, (float(target_params), float(target_tokens)), sigma, kappa, precision)
+
+    if sizes is None:
+        smallest = existing[:, 0].min() if len(existing) else target_params / 1e3
+        largest = min(target_params, np.sqrt(budget / (6.0 * min(tokens_per_param))))
+        if largest <= smallest:
+            raise ScalefitInputError(f"a budget of {budget:.3g} FLOP cannot afford a run larger than the smallest "
+                                     f"existing size ({smallest:.3g} parameters); raise --budget")
+        sizes = np.geomspace(smallest, largest, max(2, int(np.ceil(4 * np.log10(largest / smallest))) + 1))
+    grid = np.array([(n, n * r) for n in sizes for r in tokens_per_param], dtype=float)
+    cost = 6.0 * grid[:, 0] * grid[:, 1]
+    grid_info = _gradient_and_jacobian(law, theta, grid)  # (draws, candidates, params)
+    candidate_info = np.einsum("sci,scj->csij", grid_info, grid_info) / sigma**2
+
+    info0 = criterion.information(existing)
+    before = criterion.parts(info0, criterion.distance(existing))
+    # one greedy pass per cost exponent γ (score = reduction of V / cost^γ); keep the best final design
+    passes = [_greedy(criterion, existing, info0, grid, cost, candidate_info, budget, max_runs, min_gain, gamma)
+              for gamma in COST_EXPONENTS]
+    chosen, gains, info, design, spent, _ = min(passes, key=lambda p: p[-1])
+    after = criterion.parts(info, criterion.distance(design))
+    runs = pd.DataFrame({"params": grid[chosen, 0], "tokens": grid[chosen, 1],
+                         "tokens_per_param": grid[chosen, 1] / grid[chosen, 0], "flops": cost[chosen],
+                         "gain": np.array(gains) / max(sum(before.values()) - sum(after.values()), 1e-300)})
+    naive = naive_grid(len(chosen), spent, float(sizes[0]))
+    naive_design = np.vstack([existing, naive[["params", "tokens"]].to_numpy()])
+    naive_parts = criterion.parts(criterion.information(naive_design), criterion.distance(naive_design))
+
+    notes, reasons, status = [], (), "ok"
+    if not chosen:
+        status, reasons = "suspect", ("no affordable run narrows the interval: raise the budget or the target",)
+    plan = DesignPlan((float(target_params), float(target_tokens)), float(budget), runs, before, after,
+                      naive_parts, naive, prior_text, sigma, kappa, level, status, reasons)
+    if plan.extrapolation_dominated:
+        notes.append("the interval is dominated by extrapolation distance: more small runs will not help; runs "
+                     "closer to the target (or a backtest showing a smaller error per decade) will")
+    notes.append(f"stopping rule: the expected {100 * level:g} % planning interval after these runs is "
+                 f"{100 * plan.width(after):.3g} % of the predicted loss; the extrapolation part is "
+                 f"{100 * after['extrapolation'] / sum(after.values()):.0f} % of its variance")
+    return DesignPlan(plan.target, plan.budget, runs, before, after, naive_parts, naive, prior_text, sigma, kappa,
+                      level, status, reasons, tuple(notes))

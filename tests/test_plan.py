@@ -1,0 +1,187 @@
+"""`scalefit plan`: identifiability verdicts on designs with known answers, and designs that beat a naive grid."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalefit.fitting import fit
+from scalefit.laws import Chinchilla
+from scalefit.plan.identify import Identifiability, check_identifiability
+from scalefit.results import load_result
+
+TRUTH = {"E": 1.3, "A": 30.0, "B": 2500.0, "alpha": 0.45, "beta": 0.57}
+LAW = Chinchilla()
+
+
+def _grid(sizes, tokens) -> pd.DataFrame:
+    n, d = np.meshgrid(np.asarray(sizes, float), np.asarray(tokens, float))
+    return pd.DataFrame({"params": n.ravel(), "tokens": d.ravel()})
+
+
+def _noisy(design: pd.DataFrame, sigma=0.01, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    loss = LAW.predict(TRUTH, design) * np.exp(rng.normal(0.0, sigma, len(design)))
+    return design.assign(loss=loss, run_id=[f"run{i}" for i in range(len(design))])
+
+
+WIDE = _grid(np.geomspace(1e4, 3e6, 7), np.geomspace(1e6, 1e9, 6))
+
+
+def test_a_wide_design_identifies_every_parameter_of_the_joint_law():
+    check = check_identifiability(LAW, WIDE, TRUTH)
+    assert check.status == "ok" and check.rank == 5
+    assert set(check.verdicts) == {"identified"}
+
+
+def test_one_model_size_cannot_identify_alpha_A_or_E():
+    check = check_identifiability(LAW, _grid([4e4], np.geomspace(1e6, 1.6e7, 8)), TRUTH)
+    assert check.status == "failed"
+    for name in ("alpha", "A", "E"):
+        assert check.verdicts[name] == "not identified"
+    assert "add sizes" in check.table.loc["alpha", "reason"]
+    assert check.rank == 3  # A·N^-α and E collapse to one number: 5 − 2
+
+
+def test_two_sizes_with_many_checkpoints_do_not_give_a_confident_joint_fit():
+    design = _grid([1e4, 1e5], np.geomspace(1e6, 1.6e7, 12))
+    result = fit(LAW, _noisy(design), bootstrap=100)
+    check = check_identifiability(LAW, design, result=result)
+    assert check.status == "failed"
+    assert check.verdicts["alpha"] == "not identified"
+    assert check.rank == 4  # (E, A, α) → two numbers, E + A·N1^-α and E + A·N2^-α
+
+
+def test_short_budgets_leave_the_floor_E_weakly_identified():
+    design = _grid(np.geomspace(1e4, 3e5, 6), np.geomspace(1e4, 4e4, 3))  # D far below where L nears E
+    check = check_identifiability(LAW, design, TRUTH)
+    assert check.verdicts["E"] == "weakly identified"
+    assert check.status == "suspect"
+
+
+def test_wald_intervals_match_the_bootstrap_on_a_well_identified_fit():
+    data = _noisy(WIDE, sigma=0.01, seed=3)
+    result = fit(LAW, data, bootstrap=400, seed=1)
+    check = check_identifiability(LAW, data, result=result)
+    for name in ("alpha", "beta", "E"):
+        wald = check.table.loc[name, "wald_hi"] - check.table.loc[name, "wald_lo"]
+        boot = check.table.loc[name, "boot_hi"] - check.table.loc[name, "boot_lo"]
+        assert wald == pytest.approx(boot, rel=0.35), name
+    # the linearised 95 % interval of alpha covers the truth
+    lo, hi = check.conf_int(0.95).loc["alpha"]
+    assert lo < TRUTH["alpha"] < hi
+    narrow, wide = check.conf_int(0.5).loc["alpha"], check.conf_int(0.99).loc["alpha"]
+    assert wide["lo"] < narrow["lo"] and narrow["hi"] < wide["hi"]
+
+
+def test_identifiability_round_trips_through_save_and_load(tmp_path):
+    check = check_identifiability(LAW, _grid([4e4], np.geomspace(1e6, 1.6e7, 8)), TRUTH)
+    again = load_result(check.save(tmp_path / "check.json"))
+    assert isinstance(again, Identifiability)
+    assert again.summary().as_text() == check.summary().as_text()
+    pd.testing.assert_frame_equal(again.conf_int(0.9), check.conf_int(0.9))
+
+
+# --- design for a target ------------------------------------------------------------------------------
+
+from scalefit.cli import main
+from scalefit.plan import cost_table, design_runs, naive_grid, runner_shape, sweep_toml
+from scalefit.plan.sweep_config import cpu_hours, runner_params
+
+TARGET = (7e9, 1.4e11)
+
+
+def test_the_design_stays_within_budget_and_narrows_the_interval():
+    budget = 1e-3 * 6 * TARGET[0] * TARGET[1]
+    plan = design_runs(*TARGET, budget)
+    assert 0 < plan.runs["flops"].sum() <= budget
+    assert plan.width(plan.after) < plan.width(plan.before)
+    assert (plan.runs["tokens_per_param"] >= 5).all()
+    assert plan.naive_runs["flops"].sum() == pytest.approx(plan.runs["flops"].sum(), rel=1e-6)
+    assert len(plan.naive_runs) == len(plan.runs)
+
+
+def test_naive_grid_has_the_requested_compute_and_ratio():
+    grid = naive_grid(5, 1e18, 1e6)
+    assert grid["flops"].sum() == pytest.approx(1e18, rel=1e-9)
+    assert np.allclose(grid["tokens"] / grid["params"], 20.0)
+    assert grid["params"].iloc[0] == pytest.approx(1e6)
+
+
+def test_a_large_extrapolation_error_per_decade_says_more_small_runs_will_not_help():
+    plan = design_runs(*TARGET, 1e-5 * 6 * TARGET[0] * TARGET[1], kappa=0.2)
+    assert plan.extrapolation_dominated
+    assert any("more small runs will not help" in note for note in plan.notes)
+
+
+def _error_at_target(design, target, seed):
+    """|log L̂ − log L| at the target after fitting data simulated from TRUTH at ``design``."""
+    data = _noisy(design[["params", "tokens"]], sigma=0.01, seed=seed)
+    point = pd.DataFrame({"params": [target[0]], "tokens": [target[1]]})
+    result = fit(LAW, data, bootstrap=0)
+    return abs(float(np.log(result.predict(point, interval=None)["mean"].iloc[0] / LAW.predict(TRUTH, point)[0])))
+
+
+def test_refits_on_simulated_data_confirm_the_planned_design_beats_the_naive_grid():
+    """Known truth: data simulated from TRUTH at both designs (same number of runs, same compute), refitted; the
+    planned ladder predicts the target with a root-mean-square error at least 30 % smaller."""
+    target = (1e7, 2e8)
+    plan = design_runs(*target, 1e-3 * 6 * target[0] * target[1], prior=TRUTH, max_runs=10)
+    planned = np.sqrt(np.mean([_error_at_target(plan.runs, target, s) ** 2 for s in range(12)]))
+    naive = np.sqrt(np.mean([_error_at_target(plan.naive_runs, target, s) ** 2 for s in range(12)]))
+    assert planned < 0.7 * naive
+
+
+def test_runner_shapes_reproduce_the_ladder_and_its_parameter_counts():
+    # runners/model.py SIZES and their documented non-embedding counts
+    ladder = {9_440: (16, 3), 21_072: (24, 3), 37_312: (32, 3), 77_520: (40, 4), 151_536: (56, 4),
+              296_576: (64, 6)}
+    for params, shape in ladder.items():
+        assert runner_shape(params) == shape
+        assert runner_params(*shape) == params
+    d_model, n_layers = runner_shape(1.2e9)
+    assert d_model % 64 == 0 and runner_params(d_model, n_layers) == pytest.approx(1.2e9, rel=0.05)
+
+
+def test_cpu_hours_follow_the_measured_throughput():
+    # cpu-runner-facts.md: a 2.1M-token run of the 9.4k model takes 14–21 s
+    assert 14 <= cpu_hours(9_440, 2.1e6) * 3600 <= 21
+    costs = cost_table(pd.DataFrame({"params": [1e5], "tokens": [2e6]}))
+    assert costs["flops"].iloc[0] == pytest.approx(6 * costs["params"].iloc[0] * 2e6)
+
+
+def test_sweep_toml_is_a_valid_runner_config():
+    import tomllib
+
+    runs = pd.DataFrame({"params": [1e4, 1.5e5], "tokens": [1e6, 3e6]})
+    config = tomllib.loads(sweep_toml(runs, out="sweeps/p"))
+    assert config["sweep"]["out"] == "sweeps/p"
+    assert [g["size"] for g in config["grid"]] == [["d16l3"], ["d56l4"]]
+    assert all(g["tokens"][0] % config["defaults"]["batch_size"] == 0 for g in config["grid"])
+
+
+def test_cli_plan_check_flags_the_shipped_table_and_designs_a_sweep(tmp_path, capsys):
+    runs = Path(__file__).resolve().parents[1] / "data" / "runs.parquet"
+    assert main(["plan", "--check", str(runs), "--bootstrap", "100"]) == 1  # weakly identified: suspect
+    assert "weakly identified" in capsys.readouterr().out
+    sweep, doc = tmp_path / "plan.toml", tmp_path / "plan.json"
+    code = main(["plan", "--runs", str(runs), "--target-params", "3e6", "--target-tokens", "6e7", "--budget", "1e15",
+                 "--bootstrap", "100", "--sweep", str(sweep), "--json", str(doc)])
+    assert code == 0 and sweep.exists()
+    saved = json.loads(doc.read_text())
+    assert saved["widths"]["after"] < saved["widths"]["before"]
+    assert sum(r["flops"] for r in saved["runs"]) <= 1e15
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "nothing to do"),
+    (["--check", "data/runs.parquet", "--budget", "1e15"], "either --check"),
+    (["--target-params", "1e9"], "needs --target-tokens, --budget"),
+    (["--target-params", "1e9", "--target-tokens", "2e10", "--budget", "1e18", "--level", "2"], "between 0 and 1"),
+])
+def test_cli_plan_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(["plan", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
