@@ -74,7 +74,7 @@ def sweep_toml(runs: pd.DataFrame, *, name: str = "plan", out: str = "sweeps/pla
     rounded up to whole batches.
     """
     lines = [
-        "# Made by `scalefit plan`: the runs that narrow the planning interval at the target most per FLOP.",
+        "# Made by `scalefit plan`: the runs it proposed to narrow the planning interval at the target.",
         f"#   python -m runners.sweep THIS_FILE --workers 2 --threads 1 --compact {out}/runs.parquet",
         "", "[sweep]", f'name = "{name}"', f'out = "{out}"', "", "[defaults]", f"seq_len = {seq_len}",
         f"batch_size = {batch_size}", 'schedule = "cosine"', "warmup_frac = 0.05", f'corpus = "{corpus}"',
