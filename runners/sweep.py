@@ -20,33 +20,43 @@ Spec format (see ``runners/configs/``)::
     batch_size = [2048, 4096]
     seed = [0]
 
-Executors, all behind ``run_all``: ``local`` (a process pool, the default), ``submitit`` (SLURM through
-submitit; ``--cluster local`` runs submitit's own local executor, ``workers`` jobs at a time) and ``ray``. Relaunching a
-sweep skips finished runs (their part exists) and resumes unfinished ones from their checkpoints.
+Executors (:mod:`runners.common.executors`): ``local`` (a process pool, the default), ``submitit`` (SLURM job
+arrays with GPU/CPU/memory/time/account/qos/partition requests; ``--cluster local`` or ``debug`` run submitit's
+own local executors) and ``ray`` (tasks with ``num_gpus``/``num_cpus``). Relaunching a sweep skips finished runs
+(their part exists), resumes unfinished ones from their checkpoints and does not resubmit SLURM jobs that are
+still queued or running. Several sweeps may work on one folder at once: each run is claimed by a lock, and a
+sweep skips the runs another one holds. Damaged parts and checkpoints are moved to ``quarantine/`` and their
+runs trained again (:mod:`runners.common.sweeping`).
 
 Usage::
 
     python -m runners.sweep runners/configs/cpu_ladder.toml --workers 2 --compact data/runs.parquet
-    python -m runners.sweep runners/configs/smoke.toml --executor submitit --cluster slurm --partition gpu
+    python -m runners.sweep runners/configs/smoke.toml --executor submitit --cluster slurm --partition gpu \
+        --device cuda --gpus-per-node 1 --cpus-per-task 8 --mem-gb 32 --time-min 120 --account myproj
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import itertools
-import multiprocessing
 import sys
-import time
 import tomllib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from runners.model import size_config
-from runners.train import RunSpec, part_path, spec_from_dict, train
-from scalefit.runs import write_runs
+from .common.executors import ExecutorOptions, run_all
+from .common.sweeping import (
+    RunJob,
+    Tally,
+    add_executor_arguments,
+    compact_parts,
+    executor_options,
+    prepare,
+    unfinished,
+)
+from .model import size_config
+from .train import RunSpec, spec_from_dict, train
 
 GRID_KEYS = ("size", "tokens", "lr", "lr_multipliers", "lr_by_size", "batch_size", "seed", "schedule")
 
@@ -86,99 +96,44 @@ def expand(spec: dict) -> list[RunSpec]:
     return list(runs.values())
 
 
-def run_all(fn: Callable, items: list, *, executor: str = "local", workers: int = 1, cluster: str = "local",
-            log_folder: Path | None = None, slurm: dict | None = None) -> Iterator[tuple[object, object]]:
-    """Run ``fn(item)`` for every item on an existing engine; yield (item, result or exception) as they end."""
-    if executor == "local":
-        context = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(fn, item): item for item in items}
-            for future in cf.as_completed(futures):
-                yield futures[future], future.exception() or future.result()
-    elif executor == "submitit":
-        import submitit
-
-        ex = submitit.AutoExecutor(folder=log_folder or "submitit_logs", cluster=cluster)
-        ex.update_parameters(timeout_min=24 * 60, **(slurm or {}))
-        # SLURM queues every job itself; submitit's local cluster would start them all at once.
-        in_flight = len(items) if cluster == "slurm" else workers
-        queue, jobs = list(items), {}
-        while queue or jobs:
-            while queue and len(jobs) < in_flight:
-                item = queue.pop(0)
-                jobs[ex.submit(fn, item)] = item
-            for job in [j for j in jobs if j.done()]:
-                item = jobs.pop(job)
-                yield item, job.exception() or job.result()
-            time.sleep(0.5)
-    elif executor == "ray":
-        import ray
-
-        ray.init(ignore_reinit_error=True)
-        remote = ray.remote(fn)
-        refs = {remote.remote(item): item for item in items}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            item = refs.pop(done[0])
-            try:
-                yield item, ray.get(done[0])
-            except ray.exceptions.RayError as err:  # a failed run is reported, the sweep goes on
-                yield item, err
-    else:
-        raise ValueError(f"unknown executor {executor!r}; use local, submitit or ray")
-
-
-class _Job:
-    """A picklable ``fn(run)`` for the executors."""
-
-    def __init__(self, out: str, device: str, threads: int | None) -> None:
-        self.out, self.device, self.threads = out, device, threads
-
-    def __call__(self, run: RunSpec) -> str:
-        return str(train(run, self.out, device=self.device, threads=self.threads))
-
-    def checkpoint(self, run: RunSpec):
-        """submitit's hook on SLURM preemption or timeout: requeue; the run resumes from its checkpoint."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, run)
-
-
 def compact(out: str | Path, dest: str | Path) -> pd.DataFrame:
-    """Merge every finished part under ``out/parts`` into one table at ``dest`` (atomic)."""
-    parts = sorted((Path(out) / "parts").glob("*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"no finished runs under {Path(out) / 'parts'}")
-    table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    table = table.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
-    write_runs(table, dest)
-    return table
+    """Merge every finished part under ``out/parts`` into one table at ``dest`` (atomic); damaged parts are
+    quarantined and left out, with a line saying so."""
+    return compact_parts(out, dest, ["run_id", "step"])
 
 
 def sweep(spec_path: str | Path, *, out: str | Path | None = None, executor: str = "local", workers: int = 1,
-          threads: int | None = 1, device: str = "cpu", cluster: str = "local", slurm: dict | None = None,
-          progress: bool = True) -> list[tuple[RunSpec, BaseException]]:
-    """Run every unfinished run of a sweep; return the failures (the sweep goes on past them)."""
+          threads: int | None = 1, device: str = "cpu", cluster: str = "local",
+          options: ExecutorOptions | None = None, progress: bool = True) -> list[tuple[RunSpec, BaseException]]:
+    """Run every unfinished run of a sweep; return the failures (the sweep goes on past them).
+
+    ``options`` (where and with what resources runs execute) overrides ``executor``, ``workers`` and
+    ``cluster``. A one-line summary (trained, already finished, held by another sweep, failed) goes to stderr.
+    """
     spec = tomllib.loads(Path(spec_path).read_text())
     out = Path(out or spec["sweep"]["out"])
+    options = options or ExecutorOptions(executor=executor, workers=workers, cluster=cluster)
     runs = expand(spec)
-    pending = [r for r in runs if not part_path(out, r).exists()]
+    notes = prepare(out)
+    pending = unfinished(out, runs)
     # Longest runs first, so the pool does not end waiting on one big straggler.
     pending.sort(key=lambda r: -r.tokens * size_config(r.size).flops_per_token())
-    failures: list[tuple[RunSpec, BaseException]] = []
     from tqdm import tqdm
 
+    for line in notes:
+        tqdm.write(line, file=sys.stderr)
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), unit="run", disable=not progress,
                desc=spec["sweep"].get("name", "sweep"))
-    job = _Job(str(out), device, threads)
-    for run, result in run_all(job, pending, executor=executor, workers=workers, cluster=cluster,
-                               log_folder=out / "submitit", slurm=slurm):
-        if isinstance(result, BaseException):
-            failures.append((run, result))
-            tqdm.write(f"FAILED {run.run_id}: {result!r}", file=sys.stderr)
+    tally = Tally()
+    job = RunJob(train, out, device=device, threads=threads)
+    for run, result in run_all(job, pending, options=options, log_folder=out / "submitit",
+                               key=lambda r: r.run_id):
+        for line in tally.add(run, result):
+            tqdm.write(line, file=sys.stderr)
         bar.update(1)
     bar.close()
-    return failures
+    print(tally.summary(already=len(runs) - len(pending)), file=sys.stderr, flush=True)
+    return tally.failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,31 +142,35 @@ def main(argv: list[str] | None = None) -> int:
                                             "--workers 2 --compact data/runs.parquet")
     parser.add_argument("spec", help="sweep spec (TOML)")
     parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
-    parser.add_argument("--executor", choices=("local", "submitit", "ray"), default="local")
-    parser.add_argument("--cluster", default="local",
-                        help="submitit cluster: slurm or local (default local)")
-    parser.add_argument("--partition", help="SLURM partition (submitit, cluster slurm)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel runs (local executor)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast)")
     parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their cost, run nothing")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    spec = tomllib.loads(Path(args.spec).read_text())
-    if args.dry_run:
+    try:
+        spec = tomllib.loads(Path(args.spec).read_text())
         runs = expand(spec)
+        out = Path(args.out or spec["sweep"]["out"])
+    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.spec}: {err!s}", file=sys.stderr)
+        return 2
+    if args.dry_run:
         flops = sum(r.tokens * size_config(r.size).flops_per_token() for r in runs)
         print(f"{len(runs)} runs, {sum(r.tokens for r in runs):.3g} tokens, {flops:.3g} FLOPs (6ND+attn)")
         for r in runs:
             print(r.run_id)
         return 0
-    slurm = {"slurm_partition": args.partition} if args.partition else None
-    failures = sweep(args.spec, out=args.out, executor=args.executor, workers=args.workers,
-                     threads=args.threads, device=args.device, cluster=args.cluster, slurm=slurm,
+    options = executor_options(args, device=args.device, threads=args.threads)
+    failures = sweep(args.spec, out=out, threads=args.threads, device=args.device, options=options,
                      progress=not args.quiet)
     if args.compact:
-        table = compact(args.out or spec["sweep"]["out"], args.compact)
+        try:
+            table = compact(out, args.compact)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {args.compact}: {table['run_id'].nunique()} runs, {len(table)} rows")
     return 1 if failures else 0
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -55,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import RunsTableError
+from scalefit.io import atomic_write
 
 REQUIRED_COLUMNS = ("run_id", "params", "tokens", "loss")
 NUMERIC_COLUMNS = (
@@ -90,20 +90,10 @@ _POSITIVE_HINTS = {
 def write_runs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a runs table to parquet atomically (temp file in the same folder, then rename).
 
-    Readers never see a half-written file, and concurrent writers of different paths never
-    interfere.
+    Readers never see a half-written file, and concurrent writers never interfere
+    (:func:`scalefit.io.atomic_write`: a unique temporary name; mode ``0666 & ~umask``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 # --- public API ------------------------------------------------------------------------------------

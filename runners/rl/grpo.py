@@ -59,9 +59,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from runners.rl.sft import atomic_save, supervised_stage
-from runners.rl.task import AdditionTask, answer_logprob, generate, response_mask, token_logprobs
-from scalefit.runs import write_runs
+from ..common import files
+from ..common.files import load_checkpoint, save_checkpoint, write_table
+from .sft import supervised_stage
+from .task import AdditionTask, answer_logprob, generate, response_mask, token_logprobs
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 FLOPS_CONVENTION = "6ND"
@@ -125,11 +126,11 @@ class RLSpec:
 
 
 def part_path(out: str | Path, spec: RLSpec) -> Path:
-    return Path(out) / "parts" / f"{spec.run_id}.parquet"
+    return files.part_path(out, spec.run_id)
 
 
 def checkpoint_path(out: str | Path, spec: RLSpec) -> Path:
-    return Path(out) / "checkpoints" / f"{spec.run_id}.pt"
+    return files.checkpoint_path(out, spec.run_id)
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -161,7 +162,8 @@ def evaluate(model: torch.nn.Module, reference: torch.nn.Module, task: AdditionT
              step: int) -> dict[str, float]:
     """Held-out pass@1 (exact), greedy accuracy, answer cross-entropy and KL to the reference policy."""
     model.eval()
-    prompts, answers = task.encode(task.heldout)
+    device = next(model.parameters()).device
+    prompts, answers = (t.to(device) for t in task.encode(task.heldout))
     logp = answer_logprob(model, prompts, answers)
     greedy = generate(model, prompts, task.answer_len, temperature=0)
     samples = generate(model, prompts, task.answer_len, generator=_generator(seed, step, _STREAM_EVAL))
@@ -178,8 +180,12 @@ def evaluate(model: torch.nn.Module, reference: torch.nn.Module, task: AdditionT
     }
 
 
-def train_rl(spec: RLSpec, out: str | Path, *, threads: int | None = None) -> Path:
-    """Run ``spec`` (its supervised stage first, resuming from checkpoints); return the path of its rows."""
+def train_rl(spec: RLSpec, out: str | Path, *, device: str = "cpu", threads: int | None = None) -> Path:
+    """Run ``spec`` (its supervised stage first, resuming from checkpoints); return the path of its rows.
+
+    ``device`` is where the policy trains (``cuda`` or ``cuda:<i>`` on a GPU); the random draws stay on the
+    CPU, keyed on (seed, step), so a resumed run repeats an uninterrupted one on any device.
+    """
     out = Path(out)
     part = part_path(out, spec)
     if part.exists():
@@ -188,13 +194,14 @@ def train_rl(spec: RLSpec, out: str | Path, *, threads: int | None = None) -> Pa
         torch.set_num_threads(threads)
     task = spec.task
     policy, sft = supervised_stage(spec.size, task, target=spec.sft_target, max_steps=spec.sft_max_steps,
-                                   batch=spec.sft_batch, lr=spec.sft_lr, seed=spec.seed, out=out)
+                                   batch=spec.sft_batch, lr=spec.sft_lr, seed=spec.seed, out=out,
+                                   device=device)
     reference = copy.deepcopy(policy).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=spec.rl_lr, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt = checkpoint_path(out, spec)
     state = {"step": 0, "rows": [], "wall_time": 0.0, "reward_sum": 0.0, "reward_count": 0}
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=True)
+    saved = load_checkpoint(ckpt, out, map_location=device)
+    if saved is not None:
         policy.load_state_dict(saved.pop("model"))
         optimizer.load_state_dict(saved.pop("optimizer"))
         state = saved
@@ -230,7 +237,7 @@ def train_rl(spec: RLSpec, out: str | Path, *, threads: int | None = None) -> Pa
         log_row()
     while step < spec.rl_steps:
         prompts, answers = task.encode(task.sample(spec.prompts_per_step, spec.seed, step, stream=1))
-        prompts, answers = (t.repeat_interleave(spec.group_size, 0) for t in (prompts, answers))
+        prompts, answers = (t.repeat_interleave(spec.group_size, 0).to(device) for t in (prompts, answers))
         generator = _generator(spec.seed, step, _STREAM_SAMPLE)
         samples = generate(policy, prompts, task.answer_len, generator=generator)
         rewards = task.reward(samples, answers)
@@ -253,13 +260,13 @@ def train_rl(spec: RLSpec, out: str | Path, *, threads: int | None = None) -> Pa
             log_row()
             reward_sum, reward_count = 0.0, 0
         if step % spec.checkpoint_every == 0 and step < spec.rl_steps:
-            atomic_save({"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "rows": rows, "wall_time": time.perf_counter() - started,
-                         "reward_sum": reward_sum, "reward_count": reward_count}, ckpt)
+            save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                             "rows": rows, "wall_time": time.perf_counter() - started,
+                             "reward_sum": reward_sum, "reward_count": reward_count}, ckpt)
     table = pd.DataFrame(rows)
     table["status"] = "ok" if sft["sft_reached_target"] else "sft_failed"
-    table["device"] = "cpu"
-    write_runs(table, part)
+    table["device"] = device
+    write_table(table, part)
     ckpt.unlink(missing_ok=True)
     return part
 
@@ -285,10 +292,11 @@ def main(argv: list[str] | None = None) -> None:
         kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value, help=f"default {value}")
     parser.add_argument("--out", required=True, help="folder (sft/, parts/ and checkpoints/ go under it)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = vars(parser.parse_args(argv))
-    out, threads = args.pop("out"), args.pop("threads")
-    print(train_rl(spec_from_dict(args), out, threads=threads))
+    out, device, threads = args.pop("out"), args.pop("device"), args.pop("threads")
+    print(train_rl(spec_from_dict(args), out, device=device, threads=threads))
 
 
 if __name__ == "__main__":

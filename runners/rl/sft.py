@@ -11,34 +11,29 @@ not in the starting point. (Learning addition is abrupt — pass@1 jumps from ~0
 steps — so a fixed step budget cannot leave every size of a ladder between 0.05 and 0.6.)
 
 The result is cached as ``<out>/sft/<sft_id>.pt`` (weights and a summary) and shared by every RL run with
-the same size, task, stage settings and seed. A partial stage is checkpointed every ``checkpoint_every``
-steps and resumed; batches depend only on (seed, step), so a resumed stage ends with the same weights.
+the same size, task, stage settings and seed; one worker trains it under its lock while any other waits,
+then loads it. A partial stage is checkpointed every ``checkpoint_every`` steps and resumed; batches depend
+only on (seed, step), so a resumed stage ends with the same weights. A damaged cache or checkpoint is moved
+to ``quarantine/`` and the stage trained again.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from runners.model import GPT, size_config
-from runners.rl.task import AdditionTask, answer_logprob
+from ..common.files import load_checkpoint, lock_key, save_checkpoint
+from ..common.locks import claim
+from ..model import GPT, size_config
+from .task import AdditionTask, answer_logprob
 
 WARMUP_STEPS = 50
 CHECK_EVERY = 10
 VALIDATION_PROBLEMS = 256
 _STREAM_TRAIN, _STREAM_VALIDATION = 0, 4
-
-
-def atomic_save(state: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def sft_id(size: str, task: AdditionTask, target: float, max_steps: int, batch: int, lr: float,
@@ -56,6 +51,8 @@ def new_model(size: str, task: AdditionTask, seed: int) -> GPT:
 def validation_pass_at_1(model: GPT, task: AdditionTask) -> float:
     """Exact pass@1 on the fixed validation problems (drawn like training problems, seed 0)."""
     prompts, answers = task.encode(task.sample(VALIDATION_PROBLEMS, 0, 0, stream=_STREAM_VALIDATION))
+    device = next(model.parameters()).device
+    prompts, answers = prompts.to(device), answers.to(device)
     model.eval()
     value = float(answer_logprob(model, prompts, answers).exp().mean())
     model.train()
@@ -63,7 +60,8 @@ def validation_pass_at_1(model: GPT, task: AdditionTask) -> float:
 
 
 def supervised_stage(size: str, task: AdditionTask, *, target: float, max_steps: int, batch: int, lr: float,
-                     seed: int, out: str | Path, checkpoint_every: int = 500) -> tuple[GPT, dict]:
+                     seed: int, out: str | Path, checkpoint_every: int = 500,
+                     device: str = "cpu") -> tuple[GPT, dict]:
     """The SFT model for these settings (trained once, then loaded from the cache) and its summary.
 
     The summary holds ``sft_steps`` (steps taken), ``sft_tokens`` (prompt and answer bytes of every training
@@ -72,9 +70,17 @@ def supervised_stage(size: str, task: AdditionTask, *, target: float, max_steps:
     """
     name = sft_id(size, task, target, max_steps, batch, lr, seed)
     final, partial = Path(out) / "sft" / f"{name}.pt", Path(out) / "sft" / f"{name}.partial.pt"
-    model = new_model(size, task, seed)
-    if final.exists():
-        saved = torch.load(final, weights_only=True)
+    with claim(out, lock_key(final), wait=True):
+        return _train_or_load(final, partial, size, task, target=target, max_steps=max_steps, batch=batch,
+                              lr=lr, seed=seed, out=out, checkpoint_every=checkpoint_every, device=device)
+
+
+def _train_or_load(final: Path, partial: Path, size: str, task: AdditionTask, *, target: float, max_steps: int,
+                   batch: int, lr: float, seed: int, out: str | Path, checkpoint_every: int,
+                   device: str) -> tuple[GPT, dict]:
+    model = new_model(size, task, seed).to(device)
+    saved = load_checkpoint(final, out, map_location=device)
+    if saved is not None:
         model.load_state_dict(saved["model"])
         return model, saved["summary"]
 
@@ -83,8 +89,8 @@ def supervised_stage(size: str, task: AdditionTask, *, target: float, max_steps:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     state = {"step": 0, "wall_time": 0.0, "val_pass": validation_pass_at_1(model, task)}
-    if partial.exists():
-        saved = torch.load(partial, weights_only=True)
+    saved = load_checkpoint(partial, out, map_location=device)
+    if saved is not None:
         model.load_state_dict(saved.pop("model"))
         optimizer.load_state_dict(saved.pop("optimizer"))
         state = saved
@@ -95,7 +101,8 @@ def supervised_stage(size: str, task: AdditionTask, *, target: float, max_steps:
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / WARMUP_STEPS)
         prompts, answers = task.encode(task.sample(batch, seed, step, stream=_STREAM_TRAIN))
-        sequence = torch.cat([prompts, answers], dim=1)
+        answers = answers.to(device)
+        sequence = torch.cat([prompts.to(device), answers], dim=1)
         logits = model(sequence[:, :-1])[:, task.prompt_len - 1 :]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
@@ -106,10 +113,10 @@ def supervised_stage(size: str, task: AdditionTask, *, target: float, max_steps:
         if step % CHECK_EVERY == 0:
             val_pass = validation_pass_at_1(model, task)
         if step % checkpoint_every == 0 and step < max_steps:
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "wall_time": time.perf_counter() - started, "val_pass": val_pass}, partial)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                             "wall_time": time.perf_counter() - started, "val_pass": val_pass}, partial)
     summary = {"sft_steps": step, "sft_tokens": step * batch * task.seq_len, "sft_val_pass_at_1": val_pass,
                "sft_reached_target": bool(val_pass >= target), "sft_wall_time": time.perf_counter() - started}
-    atomic_save({"model": model.state_dict(), "summary": summary}, final)
+    save_checkpoint({"model": model.state_dict(), "summary": summary}, final)
     partial.unlink(missing_ok=True)
     return model, summary

@@ -17,13 +17,18 @@ Spec format (see ``runners/rl/configs/``)::
     size = ["n10k", "n40k"]
     seed = [0, 1]
 
-Runs go through :func:`runners.sweep.run_all` (local process pool, submitit or ray). Relaunching skips runs
-whose part exists and resumes unfinished ones (and unfinished supervised stages) from their checkpoints;
-every random draw is keyed on (seed, step), so the rows are those of an uninterrupted sweep.
+Runs go through the executors of :mod:`runners.common.executors` (a local process pool, submitit — SLURM job
+arrays with GPU/CPU/memory/time requests, or its local/debug executors — or Ray) on any device
+(``--device cuda``). Relaunching skips runs whose part exists, resumes unfinished ones (and unfinished
+supervised stages) from their checkpoints and does not resubmit SLURM jobs still queued or running; every
+random draw is keyed on (seed, step), so the rows are those of an uninterrupted sweep. Runs are claimed by
+locks, so two sweeps on one folder never train the same run; damaged files are quarantined and retrained.
 
 Usage::
 
     python -m runners.rl.sweep runners/rl/configs/rl_addition.toml --workers 2 --compact data/rl_runs.parquet
+    python -m runners.rl.sweep runners/rl/configs/rl_addition.toml --executor submitit --cluster slurm \
+        --device cuda --gpus-per-node 1 --cpus-per-task 4 --time-min 60 --partition gpu
 """
 
 from __future__ import annotations
@@ -37,10 +42,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from runners.model import size_config
-from runners.rl.grpo import RLSpec, part_path, spec_from_dict, train_rl
-from runners.sweep import default_lr, run_all
-from scalefit.runs import write_runs
+from ..common.executors import ExecutorOptions, run_all
+from ..common.sweeping import (
+    RunJob,
+    Tally,
+    add_executor_arguments,
+    compact_parts,
+    executor_options,
+    prepare,
+    unfinished,
+)
+from ..model import size_config
+from ..sweep import default_lr
+from .grpo import RLSpec, spec_from_dict, train_rl
 
 
 def expand(spec: dict) -> list[RLSpec]:
@@ -59,43 +73,40 @@ def expand(spec: dict) -> list[RLSpec]:
     return list(runs.values())
 
 
-class _Job:
-    """A picklable ``fn(run)`` for the executors."""
-
-    def __init__(self, out: str, threads: int | None) -> None:
-        self.out, self.threads = out, threads
-
-    def __call__(self, run: RLSpec) -> str:
-        return str(train_rl(run, self.out, threads=self.threads))
-
-
 def compact(out: str | Path, dest: str | Path) -> pd.DataFrame:
-    """Merge every finished part under ``out/parts`` into one table at ``dest`` (atomic)."""
-    parts = sorted((Path(out) / "parts").glob("*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"no finished runs under {Path(out) / 'parts'}")
-    table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    table = table.sort_values(["params", "run_id", "rl_step"], kind="stable").reset_index(drop=True)
-    write_runs(table, dest)
-    return table
+    """Merge every finished part under ``out/parts`` into one table at ``dest`` (atomic); damaged parts are
+    quarantined and left out, with a line saying so."""
+    return compact_parts(out, dest, ["params", "run_id", "rl_step"])
 
 
 def sweep(spec_path: str | Path, *, out: str | Path | None = None, executor: str = "local", workers: int = 1,
-          threads: int | None = 1) -> list[tuple[RLSpec, BaseException]]:
-    """Run every unfinished run of a sweep, largest models first; return the failures (the sweep goes on)."""
+          threads: int | None = 1, device: str = "cpu",
+          options: ExecutorOptions | None = None) -> list[tuple[RLSpec, BaseException]]:
+    """Run every unfinished run of a sweep, largest models first; return the failures (the sweep goes on).
+
+    ``options`` (where and with what resources runs execute) overrides ``executor`` and ``workers``. One line
+    per finished run and a summary go to stderr.
+    """
     spec = tomllib.loads(Path(spec_path).read_text())
     out = Path(out or spec["sweep"]["out"])
-    pending = [r for r in expand(spec) if not part_path(out, r).exists()]
+    options = options or ExecutorOptions(executor=executor, workers=workers)
+    runs = expand(spec)
+    for line in prepare(out):
+        print(line, file=sys.stderr, flush=True)
+    pending = unfinished(out, runs)
     pending.sort(key=lambda r: -size_config(r.size).non_embedding_params)
-    failures = []
+    tally = Tally()
     started = time.perf_counter()
-    for run, result in run_all(_Job(str(out), threads), pending, executor=executor, workers=workers,
-                               log_folder=out / "submitit"):
-        status = f"FAILED {result!r}" if isinstance(result, BaseException) else "done"
-        print(f"[{time.perf_counter() - started:7.0f} s] {run.run_id}: {status}", file=sys.stderr, flush=True)
-        if isinstance(result, BaseException):
-            failures.append((run, result))
-    return failures
+    job = RunJob(train_rl, out, device=device, threads=threads)
+    for run, result in run_all(job, pending, options=options, log_folder=out / "submitit",
+                               key=lambda r: r.run_id):
+        lines = tally.add(run, result)
+        if getattr(result, "status", None) == "trained":
+            lines.append(f"{run.run_id}: done")
+        for line in lines:
+            print(f"[{time.perf_counter() - started:7.0f} s] {line}", file=sys.stderr, flush=True)
+    print(tally.summary(already=len(runs) - len(pending)), file=sys.stderr, flush=True)
+    return tally.failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,21 +116,31 @@ def main(argv: list[str] | None = None) -> int:
                                             "--compact data/rl_runs.parquet")
     parser.add_argument("spec", help="sweep spec (TOML)")
     parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
-    parser.add_argument("--executor", choices=("local", "submitit", "ray"), default="local")
-    parser.add_argument("--workers", type=int, default=1, help="parallel runs (local executor)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    spec = tomllib.loads(Path(args.spec).read_text())
+    try:
+        spec = tomllib.loads(Path(args.spec).read_text())
+        runs = expand(spec)
+        out = Path(args.out or spec["sweep"]["out"])
+    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.spec}: {err!s}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        for run in expand(spec):
+        for run in runs:
             print(run.run_id)
         return 0
-    failures = sweep(args.spec, out=args.out, executor=args.executor, workers=args.workers,
-                     threads=args.threads)
+    options = executor_options(args, device=args.device, threads=args.threads)
+    failures = sweep(args.spec, out=out, threads=args.threads, device=args.device, options=options)
     if args.compact:
-        table = compact(args.out or spec["sweep"]["out"], args.compact)
+        try:
+            table = compact(out, args.compact)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {args.compact}: {table['run_id'].nunique()} runs, {len(table)} rows")
     return 1 if failures else 0
 

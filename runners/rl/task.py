@@ -154,6 +154,10 @@ def generate(model: torch.nn.Module, prompts: torch.Tensor, length: int, *, temp
         if temperature == 0:
             token = logits.argmax(dim=-1, keepdim=True)
         else:
-            token = torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator)
+            probs = F.softmax(logits / temperature, dim=-1)
+            if generator is not None and generator.device != probs.device:  # draws stay on the CPU generator
+                token = torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)
+            else:
+                token = torch.multinomial(probs, 1, generator=generator)
         sequence = torch.cat([sequence, token], dim=1)
     return sequence[:, prompts.shape[1] :]
