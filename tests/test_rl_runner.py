@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import replace
@@ -20,6 +21,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from runners.common.files import lock_key
+from runners.common.locks import claim
 from runners.model import size_config
 from runners.rl.grpo import (
     RLSpec,
@@ -29,7 +32,8 @@ from runners.rl.grpo import (
     part_path,
     train_rl,
 )
-from runners.rl.sweep import compact, expand, sweep
+from runners.rl.sft import sft_id, supervised_stage
+from runners.rl.sweep import compact, expand, main, sweep
 from runners.rl.task import AdditionTask, answer_logprob, generate, response_mask
 from scalefit.rl import rl_points
 
@@ -256,3 +260,71 @@ def test_tiny_runs_change_nothing_but_wall_time_with_the_same_seed(tmp_path):
     first = pd.read_parquet(train_rl(spec, tmp_path / "a", threads=1))
     again = pd.read_parquet(train_rl(spec, tmp_path / "b", threads=1))
     pd.testing.assert_frame_equal(without_wall_time(first), without_wall_time(again), check_exact=True)
+
+
+def write_sweep_spec(folder: Path, out: Path, sizes: list[str], rl_steps: int = 8) -> Path:
+    """A sweep spec of SMOKE's settings (no KL penalty) for ``sizes``."""
+    fields = {k: v for k, v in SMOKE.__dict__.items() if k not in ("size", "rl_steps", "kl_coef")}
+    defaults = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}" for k, v in fields.items())
+    spec = folder / "smoke.toml"
+    spec.write_text(f'[sweep]\nname = "smoke"\nout = "{out}"\n\n[defaults]\n{defaults}\nrl_steps = {rl_steps}\n\n'
+                    f'[[grid]]\nsize = {sizes!r}\nseed = [0]\n')
+    return spec
+
+
+def test_rl_sweep_through_submitit_gives_the_rows_of_an_in_process_run(tmp_path, capsys):
+    """The RL sweep runs on the shared executors (here submitit's in-process debug executor) and devices."""
+    pytest.importorskip("submitit")
+    spec = write_sweep_spec(tmp_path, tmp_path / "sweep", ["n10k"])
+    (run,) = expand(tomllib.loads(spec.read_text()))
+    assert main([str(spec), "--executor", "submitit", "--cluster", "debug", "--device", "cpu",
+                 "--compact", str(tmp_path / "rl_runs.parquet")]) == 0
+    assert "1 runs" in capsys.readouterr().out
+    rows = pd.read_parquet(tmp_path / "rl_runs.parquet")
+    alone = pd.read_parquet(train_rl(run, tmp_path / "alone", threads=1))
+    pd.testing.assert_frame_equal(without_wall_time(rows), without_wall_time(alone), check_exact=True)
+    assert (rows["device"] == "cpu").all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_rl_run_on_cuda_logs_its_device_and_sane_rows(tmp_path):
+    rows = pd.read_parquet(train_rl(replace(SMOKE, rl_steps=4), tmp_path, device="cuda", threads=1))
+    assert (rows["device"] == "cuda").all() and rows["pass_at_1"].between(0, 1).all()
+
+
+def test_a_supervised_stage_shared_by_two_runs_is_trained_once(tmp_path):
+    """A second worker that needs a supervised stage another one is training waits for it, then loads it."""
+    task = SMOKE.task
+    settings = {"target": 1.1, "max_steps": 20, "batch": 8, "lr": 1e-2, "seed": 0}  # 20 steps, then stop
+    cache = tmp_path / "sweep" / "sft" / f"{sft_id('n10k', task, **settings)}.pt"
+    result = {}
+    with claim(tmp_path / "sweep", lock_key(cache)) as held:  # the first worker holds the stage's lock
+        assert held
+        waiter = threading.Thread(target=lambda: result.update(
+            stage=supervised_stage("n10k", task, out=tmp_path / "sweep", **settings)))
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive() and "stage" not in result  # it waits, it does not train the stage too
+        # The first worker's stage (trained elsewhere here) lands in the cache before its lock is released.
+        first_model, first = supervised_stage("n10k", task, out=tmp_path / "first", **settings)
+        cache.parent.mkdir(parents=True)
+        cache.write_bytes((tmp_path / "first" / "sft" / cache.name).read_bytes())
+    waiter.join(timeout=120)
+    model, summary = result["stage"]
+    assert summary == first  # sft_wall_time included: loaded, not trained again
+    for a, b in zip(model.state_dict().values(), first_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_damaged_supervised_stage_cache_is_quarantined_and_trained_again(tmp_path, capsys):
+    task = SMOKE.task
+    settings = {"target": 1.1, "max_steps": 20, "batch": 8, "lr": 1e-2, "seed": 0}
+    cache = tmp_path / "sft" / f"{sft_id('n10k', task, **settings)}.pt"
+    cache.parent.mkdir()
+    cache.write_bytes(b"")
+    _, summary = supervised_stage("n10k", task, out=tmp_path, **settings)
+    assert summary["sft_steps"] == 20
+    out = capsys.readouterr().out
+    assert f"quarantined sft/{cache.name} (zero bytes)" in out
+    assert [p.stat().st_size for p in (tmp_path / "quarantine" / "sft").iterdir()] == [0]
+    assert torch.load(cache, weights_only=True)["summary"] == summary
