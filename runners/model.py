@@ -138,12 +138,20 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final (normalised) hidden states, (batch, T, d_model): the head's input."""
         T = idx.shape[1]
         x = self.token_embedding(idx) + self.position_embedding(torch.arange(T, device=idx.device))
         for block in self.blocks:
             x = block(x)
-        logits = self.ln_final(x) @ self.token_embedding.weight.T  # tied head
+        return self.ln_final(x)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary from hidden states (the head is tied to the token embedding)."""
+        return features @ self.token_embedding.weight.T
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self.head(self.features(idx))
         if targets is None:
             return logits
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

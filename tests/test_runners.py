@@ -27,7 +27,15 @@ from runners import sweep as sweep_module
 from runners.data import VAL_FRACTION, eval_windows, prepare_corpus, train_batch
 from runners.model import GPT, SIZES, GPTConfig, shape, size_config
 from runners.sweep import compact, expand, sweep
-from runners.train import FLOPS_CONVENTION, RunSpec, checkpoint_path, part_path, spec_from_dict, train
+from runners.train import (
+    FLOPS_CONVENTION,
+    TIMING_COLUMNS,
+    RunSpec,
+    checkpoint_path,
+    part_path,
+    spec_from_dict,
+    train,
+)
 from scalefit import load_runs
 from scalefit.runs import derive_flops, write_runs
 
@@ -69,11 +77,12 @@ def train_cli(spec: RunSpec, out: Path, *extra: str) -> list[str]:
     return ["-m", "runners.train", "--size", spec.size, "--tokens", str(spec.tokens), "--lr", repr(spec.lr),
             "--batch-size", str(spec.batch_size), "--seq-len", str(spec.seq_len), "--schedule", spec.schedule,
             "--warmup-frac", repr(spec.warmup_frac), "--seed", str(spec.seed), "--corpus", spec.corpus,
-            "--out", str(out), "--threads", "1", *extra]
+            "--tasks", ",".join(spec.tasks), "--out", str(out), "--threads", "1", *extra]
 
 
 def without_wall_time(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.drop(columns="wall_time").reset_index(drop=True)
+    """The rows without the columns that measure time (the only ones that differ between identical runs)."""
+    return rows.drop(columns=[c for c in TIMING_COLUMNS if c in rows]).reset_index(drop=True)
 
 
 # --- parameter and FLOP accounting -------------------------------------------------------------------------
@@ -373,6 +382,32 @@ def test_shipped_ladder_expands_to_unique_runs_spanning_30x():
     params = [size_config(r.size).non_embedding_params for r in runs]
     assert max(params) / min(params) >= 30
     assert {r.corpus for r in runs} == {"shakespeare"}
+    assert {r.tasks for r in runs} == {("next-line", "near-line", "word-cloze")}
+
+
+def test_shipped_ladder_sweeps_batch_from_256_to_4096_tokens_with_seven_lrs_each():
+    """(n10k, 1M) and (n40k, 1M): 5 batch sizes × 7 LRs, so that the best batch can be interior."""
+    runs = expand(tomllib.loads(LADDER.read_text()))
+    for size in ("n10k", "n40k"):
+        group = [r for r in runs if r.size == size and r.tokens == 1_000_000 and r.seed == 0]
+        lrs = {b: sorted(r.lr for r in group if r.batch_size == b) for b in (256, 512, 1024, 2048, 4096)}
+        assert all(len(v) == 7 for v in lrs.values()), lrs
+        assert [b // 128 for b in lrs] == [2, 4, 8, 16, 32]  # sequences of 128 bytes per step
+        assert lrs[256][0] < lrs[512][0] < lrs[1024][0]  # the small batches' LR grids reach lower
+    n10k_128 = [r for r in runs if r.size == "n10k" and r.batch_size == 128]
+    assert len(n10k_128) == 5 and {r.tokens for r in n10k_128} == {1_000_000}
+
+
+def test_hparams_spec_is_a_subset_of_the_ladder_with_the_same_run_ids():
+    """Running cpu_ladder_hparams.toml first, then cpu_ladder.toml into the same folder, trains each run once."""
+    ladder = {r.run_id: r for r in expand(tomllib.loads(LADDER.read_text()))}
+    first_spec = tomllib.loads((LADDER.parent / "cpu_ladder_hparams.toml").read_text())
+    first = expand(first_spec)
+    assert first_spec["sweep"]["out"] == tomllib.loads(LADDER.read_text())["sweep"]["out"]
+    assert all(ladder[r.run_id] == r for r in first)  # the same runs, settings and all
+    # Every run that sweeps LR or batch is in it: only the default-LR, batch-2048 runs are left for later.
+    default_batch = [r for r in ladder.values() if r.run_id not in {f.run_id for f in first}]
+    assert {r.batch_size for r in default_batch} == {2048}
 
 
 def check_smoke_table(path: Path) -> pd.DataFrame:
@@ -459,25 +494,33 @@ def _ddp_available() -> bool:
 
 
 @pytest.mark.skipif(not _ddp_available(), reason="torch.distributed with the gloo backend is not available")
-def test_ddp_on_two_cpu_ranks_matches_a_single_process(corpus_cache, tmp_path):
+@pytest.mark.parametrize("micro_batch", [None, 128])
+def test_ddp_on_two_cpu_ranks_matches_a_single_process(corpus_cache, tmp_path, micro_batch):
     """``torchrun --nproc-per-node 2`` (gloo): each rank takes half of every batch; rows match one process.
 
-    The gradients agree to float rounding, so the first evaluation (step 32) agrees to ~1e-6. Later ones drift
-    apart: on the early loss plateau these tiny runs amplify rounding differences (even the thread count
-    moves the step-200 loss by ~0.08 nats), so step 64 is compared loosely. A sharding bug (ranks training on
-    the same half, or on the whole batch) moves the step-32 loss by far more than the tight tolerance.
+    With ``micro_batch=128`` each rank also accumulates its 4 sequences in 2 micro-batches of 2 (gradients
+    all-reduced on the last one only). The gradients agree to float rounding, so the first evaluation
+    (step 32) agrees to ~1e-6. Later ones drift apart: on the early loss plateau these tiny runs amplify
+    rounding differences (even the thread count moves the step-200 loss by ~0.08 nats), so step 64 is
+    compared loosely. A sharding bug (ranks training on the same half, or on the whole batch) or a skipped
+    gradient all-reduce moves the step-32 loss by far more than the tight tolerance.
     """
-    spec = RunSpec("n10k", 64 * 512, 5e-3, batch_size=512, seq_len=64, corpus="pydoc")
+    spec = RunSpec("n10k", 64 * 512, 5e-3, batch_size=512, seq_len=64, corpus="pydoc", tasks=("near-line",))
     single = pd.read_parquet(train(spec, tmp_path / "single", threads=1, corpus_cache=corpus_cache))
+    extra = ["--micro-batch-size", str(micro_batch)] if micro_batch else []
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           *train_cli(spec, tmp_path / "ddp")]
+           *train_cli(spec, tmp_path / "ddp", *extra)]
     done = subprocess.run(cmd, check=False, cwd=REPO, env=subprocess_env(corpus_cache), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = pd.read_parquet(part_path(tmp_path / "ddp", spec))  # written once, by rank 0
-    exact = ["run_id", "step", "tokens", "flops", "params", "status", "batch_size", "batch_seqs", "lr"]
+    assert sorted(p.name for p in (tmp_path / "ddp").rglob("*") if p.is_file()) == [f"{spec.run_id}.parquet"]
+    exact = ["run_id", "step", "tokens", "flops", "params", "status", "batch_size", "batch_seqs", "lr",
+             "epochs", "task/near-line/n_choices"]
     pd.testing.assert_frame_equal(rows[exact], single[exact])
     assert rows["step"].tolist() == [32, 64]
-    for column in ("loss", "train_loss"):  # train_loss: the global batch's, not rank 0's half
-        assert rows[column].iloc[0] == pytest.approx(single[column].iloc[0], abs=1e-4)
-        assert rows[column].iloc[1] == pytest.approx(single[column].iloc[1], abs=2e-2)
+    assert (rows["world_size"] == 2).all() and (single["world_size"] == 1).all()
+    assert (rows["micro_batch_size"] == (micro_batch or 256)).all()  # tokens per rank per forward pass
+    for column in ("loss", "train_loss", "task/near-line/bpb"):  # train_loss: the global batch's, not a half's
+        assert rows[column].iloc[0] == pytest.approx(single[column].iloc[0], abs=1e-4), column
+        assert rows[column].iloc[1] == pytest.approx(single[column].iloc[1], abs=2e-2), column
