@@ -53,6 +53,7 @@ from .common.sweeping import (
     compact_parts,
     executor_options,
     prepare,
+    run_cli,
     unfinished,
 )
 from .model import size_config
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", help="sweep spec (TOML)")
     parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (speed options: the spec)")
     parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their cost, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -176,4 +177,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -263,11 +263,10 @@ done
 """
 
 
-def test_slurm_job_array_requests_resources_and_a_relaunch_never_submits_a_queued_run_twice(tmp_path,
-                                                                                          monkeypatch, capsys):
-    """A fake ``sbatch``/``sacct`` on PATH: the real submitit SLURM path writes the job array's sbatch file;
-    a relaunch asks sacct and resubmits only when the recorded jobs are no longer pending or running."""
-    submitit = pytest.importorskip("submitit")
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """A fake ``sbatch``/``sacct``/``srun`` on PATH, answering from (and recording into) the folder returned."""
+    pytest.importorskip("submitit")
     fake = tmp_path / "fake-slurm"
     (fake / "bin").mkdir(parents=True)
     for name, text in (("sbatch", FAKE_SBATCH), ("sacct", FAKE_SACCT), ("srun", "#!/bin/sh\nexit 1\n")):
@@ -276,6 +275,16 @@ def test_slurm_job_array_requests_resources_and_a_relaunch_never_submits_a_queue
     (fake / "state").write_text("PENDING")
     monkeypatch.setenv("PATH", f"{fake / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM", str(fake))
+    return fake
+
+
+def test_slurm_job_array_requests_resources_and_a_relaunch_never_submits_a_queued_run_twice(fake_slurm, tmp_path,
+                                                                                          capsys):
+    """The real submitit SLURM path writes the job array's sbatch file; a relaunch asks sacct and resubmits
+    only when the recorded jobs are no longer pending or running."""
+    import submitit
+
+    fake = fake_slurm
     out = tmp_path / "sweep"
     spec = write_spec(tmp_path, out, steps=40, lrs=[5e-3, 1e-2])
     command = [str(spec), "--executor", "submitit", "--cluster", "slurm", "--device", "cuda", "--no-wait",
@@ -343,3 +352,28 @@ def test_bad_slurm_extra_and_missing_spec_are_one_line_errors(tmp_path, capsys):
     assert main([str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing.toml" in err
+
+
+def docs_commands(marker: str) -> list[list[str]]:
+    """The shell commands of docs/sweeps.md that contain ``marker``, split into words."""
+    import shlex
+
+    text = (REPO / "docs" / "sweeps.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line) for line in text.splitlines() if marker in line and "python -m " in line]
+
+
+@pytest.mark.parametrize("command", docs_commands("--cluster slurm"), ids=lambda c: c[2])
+def test_the_slurm_commands_of_the_docs_submit_one_gpu_job_array(command, fake_slurm, tmp_path, capsys):
+    """Every SLURM sweep command in docs/sweeps.md, as written (into a scratch folder), submits one job array
+    that asks for a GPU per run, against the fake sbatch."""
+    from runners.rl import sweep as rl_sweep
+
+    module = command[command.index("-m") + 1]
+    main_of = {"runners.sweep": main, "runners.rl.sweep": rl_sweep.main}[module]
+    args = command[command.index(module) + 1:]
+    assert "--no-wait" in args, "the docs' SLURM commands return once the array is queued"
+    assert main_of([*args, "--out", str(tmp_path / "sweep")]) == 0
+    sbatch = (fake_slurm / "sbatch-1.sh").read_text()
+    assert "#SBATCH --array=0-" in sbatch and "#SBATCH --gpus-per-node=1\n" in sbatch
+    assert (fake_slurm / "count").read_text().strip() == "1"
+    assert "queued on the cluster" in capsys.readouterr().err

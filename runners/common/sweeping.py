@@ -9,6 +9,7 @@ because of the other sweep. Relaunch (or ``--compact``) once the other sweep has
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -222,3 +223,14 @@ def executor_options(args: argparse.Namespace, *, device: str, threads: int | No
         cpus_per_task=args.cpus_per_task or threads, mem_gb=args.mem_gb, timeout_min=args.time_min,
         account=args.account, qos=args.qos, partition=args.partition, slurm_extra=dict(args.slurm_extra),
         array_parallelism=args.array_parallelism, wait=not args.no_wait)
+
+
+def run_cli(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s code; output piped into a reader that stops early (``| head``) is not an error."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        code = 0
+    sys.exit(code)

@@ -50,6 +50,7 @@ from ..common.sweeping import (
     compact_parts,
     executor_options,
     prepare,
+    run_cli,
     unfinished,
 )
 from ..model import size_config
@@ -146,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
