@@ -398,7 +398,8 @@ def _task_list(text: str) -> tuple[str, ...]:
     return tuple(name for name in text.split(",") if name)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m runners.train`` (and of each rank under ``torchrun``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="example: python -m runners.train --size n10k --tokens 2e6 "
                                             "--lr 1e-2 --batch-size 2048 --out sweeps/demo")
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine")
     parser.add_argument("--warmup-frac", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", default="gpt-byte", help="model family name, the start of the run id")
     parser.add_argument("--corpus", default="shakespeare",
                         help="shakespeare, pydoc, auto, or tokens:/path/file.bin (a flat token file)")
     parser.add_argument("--vocab-size", type=int, help="vocabulary size of a token file corpus (required there)")
@@ -429,14 +431,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     parser.add_argument("--peak-flops", type=float,
                         help="peak FLOP/s of one device, for MFU (default: measured by a matmul benchmark)")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The run a parsed command line describes (ValueError for settings that do not fit together)."""
+    return RunSpec(args.size, int(args.tokens), args.lr, args.batch_size, args.seq_len, args.schedule,
+                   args.warmup_frac, args.seed, corpus=args.corpus, checkpoint_every=args.checkpoint_every,
+                   tasks=args.tasks, peak_flops=args.peak_flops, vocab_size=args.vocab_size,
+                   token_dtype=args.token_dtype, tokenizer=args.tokenizer, micro_batch_size=args.micro_batch_size,
+                   compile=args.compile, tf32=args.tf32, bf16=args.bf16, family=args.family)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        spec = RunSpec(args.size, int(args.tokens), args.lr, args.batch_size, args.seq_len, args.schedule,
-                       args.warmup_frac, args.seed, corpus=args.corpus, checkpoint_every=args.checkpoint_every,
-                       tasks=args.tasks, peak_flops=args.peak_flops, vocab_size=args.vocab_size,
-                       token_dtype=args.token_dtype, tokenizer=args.tokenizer,
-                       micro_batch_size=args.micro_batch_size, compile=args.compile, tf32=args.tf32,
-                       bf16=args.bf16)
+        spec = spec_from_args(args)
         _check_speed_options(spec, args.device)
     except ValueError as err:
         parser.error(str(err))

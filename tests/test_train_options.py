@@ -7,6 +7,8 @@ Tiny runs (n10k, 32–80 steps) on the no-download pydoc corpus or on a generate
 from __future__ import annotations
 
 import math
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +166,47 @@ def test_bad_token_files_are_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="byte-level"):
         RunSpec("n10k", 10_000, 1e-2, corpus="pydoc", vocab_size=1000)
     assert train_module.TOKEN_DTYPES == ("uint16", "uint32")
+
+
+# --- the docs' commands ---------------------------------------------------------------------------------------
+
+def docs_torchrun_commands() -> list[str]:
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    blocks = re.findall(r"```bash\n(.+?)\n```", text, flags=re.DOTALL)
+    return [b.replace("\\\n", " ") for b in blocks if b.startswith("torchrun ")]
+
+
+def test_docs_torchrun_command_is_valid_for_torchrun_and_the_runner():
+    """The documented data-parallel command parses for torchrun and for runners.train, and its batch splits
+    over its ranks into whole micro-batches."""
+    from torch.distributed.run import get_args_parser
+
+    from runners.train import build_parser, spec_from_args
+
+    commands = docs_torchrun_commands()
+    assert len(commands) == 1
+    words = shlex.split(commands[0])
+    launcher = get_args_parser().parse_args(words[1:])
+    assert launcher.standalone and launcher.module and launcher.training_script == "runners.train"
+    args = build_parser().parse_args(launcher.training_script_args)
+    spec = spec_from_args(args)
+    ranks = int(launcher.nproc_per_node)
+    per_rank = spec.batch_size // spec.seq_len // ranks
+    assert per_rank * ranks * spec.seq_len == spec.batch_size
+    assert per_rank % (spec.micro_batch_size // spec.seq_len) == 0
+    assert (args.device, spec.bf16, spec.tf32, spec.compile) == ("cuda", True, True, True)
+    assert spec.vocab_size < 2**16 and spec.token_dtype == "uint16" and spec.tasks == ()
+    assert size_config(spec.size, spec.seq_len, spec.vocab_size).n_heads * 32 == 768
+
+
+def test_docs_token_corpus_defaults_make_a_valid_run():
+    import tomllib
+
+    from runners.train import spec_from_dict
+
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    [block] = [b for b in re.findall(r"```toml\n(.+?)\n```", text, flags=re.DOTALL) if "tokens:" in b]
+    defaults = tomllib.loads(block)["defaults"]
+    spec = spec_from_dict({**defaults, "size": "d768l12", "tokens": 2e9, "lr": 6e-4})
+    assert spec.batch_size // spec.micro_batch_size == 8  # "8 accumulation steps on one GPU"
+    assert spec.micro_batch_size // spec.seq_len == 64
