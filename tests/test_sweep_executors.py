@@ -247,6 +247,40 @@ def test_submitit_local_executor_gives_the_rows_of_in_process_runs_and_records_i
     assert all(entry["cluster"] == "local" and entry["job_id"].isdigit() for entry in record.values())
 
 
+def test_relaunch_after_killing_a_submitit_sweep_waits_for_its_jobs_instead_of_resubmitting(corpus_cache,
+                                                                                           tmp_path):
+    """submitit's local jobs outlive the killed sweep, like SLURM jobs: the relaunch finds them running from
+    the job record and waits for them; nothing is submitted twice."""
+    pytest.importorskip("submitit")
+    out = tmp_path / "sweep"
+    spec = write_spec(tmp_path, out, steps=300, lrs=[5e-3, 1e-2])
+    args = [sys.executable, "-m", "runners.sweep", str(spec), "--executor", "submitit", "--cluster", "local",
+            "--workers", "2", "--quiet"]
+    record = out / "submitit" / "jobs.json"
+    proc = subprocess.Popen(args, cwd=REPO, env=env_for(corpus_cache), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not record.exists() or len(json.loads(record.read_text())) < 2:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the jobs were not submitted within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    submitted = json.loads(record.read_text())
+    relaunch = subprocess.run(args, cwd=REPO, env=env_for(corpus_cache), capture_output=True, text=True,
+                              timeout=300, check=False)
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    assert json.loads(record.read_text()) == submitted  # the same two jobs, none submitted again
+    assert summary_counts(relaunch.stderr).get("trained", 0) >= 1  # it waited for a job still running
+    assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 2
+    rows = compact(out, tmp_path / "runs.parquet")
+    assert rows["run_id"].nunique() == 2
+
+
 FAKE_SBATCH = """#!/bin/sh
 n=$(($(cat "$FAKE_SLURM/count" 2>/dev/null || echo 0) + 1))
 echo $n > "$FAKE_SLURM/count"

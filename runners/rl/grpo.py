@@ -60,7 +60,8 @@ import torch
 import torch.nn.functional as F
 
 from ..common import files
-from ..common.files import load_checkpoint, save_checkpoint, write_table
+from ..common.files import save_checkpoint, write_table
+from ..common.training import adamw, clipped_step, resume
 from .sft import supervised_stage
 from .task import AdditionTask, answer_logprob, generate, response_mask, token_logprobs
 
@@ -197,14 +198,10 @@ def train_rl(spec: RLSpec, out: str | Path, *, device: str = "cpu", threads: int
                                    batch=spec.sft_batch, lr=spec.sft_lr, seed=spec.seed, out=out,
                                    device=device)
     reference = copy.deepcopy(policy).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=spec.rl_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    optimizer = adamw(policy, spec.rl_lr, weight_decay=0.0)
     ckpt = checkpoint_path(out, spec)
     state = {"step": 0, "rows": [], "wall_time": 0.0, "reward_sum": 0.0, "reward_count": 0}
-    saved = load_checkpoint(ckpt, out, map_location=device)
-    if saved is not None:
-        policy.load_state_dict(saved.pop("model"))
-        optimizer.load_state_dict(saved.pop("optimizer"))
-        state = saved
+    state = resume(ckpt, out, policy, optimizer, state, map_location=device)
 
     cfg = policy.cfg
     n_params = cfg.non_embedding_params
@@ -250,10 +247,7 @@ def train_rl(spec: RLSpec, out: str | Path, *, device: str = "cpu", threads: int
                 ref_logp = token_logprobs(reference, prompts, samples)
             penalty = kl_penalty(logp, ref_logp, spec.kl_estimator)
             loss = loss + spec.kl_coef * (penalty * mask).sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        optimizer.step()
+        clipped_step(loss, policy, optimizer)
         step += 1
         reward_sum, reward_count = reward_sum + float(rewards.sum()), reward_count + len(rewards)
         if step in eval_steps:

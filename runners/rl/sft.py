@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..common.files import load_checkpoint, lock_key, save_checkpoint
 from ..common.locks import claim
+from ..common.training import adamw, clipped_step, resume
 from ..model import GPT, size_config
 from .task import AdditionTask, answer_logprob
 
@@ -84,16 +85,9 @@ def _train_or_load(final: Path, partial: Path, size: str, task: AdditionTask, *,
         model.load_state_dict(saved["model"])
         return model, saved["summary"]
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    optimizer = adamw(model, lr)
     state = {"step": 0, "wall_time": 0.0, "val_pass": validation_pass_at_1(model, task)}
-    saved = load_checkpoint(partial, out, map_location=device)
-    if saved is not None:
-        model.load_state_dict(saved.pop("model"))
-        optimizer.load_state_dict(saved.pop("optimizer"))
-        state = saved
+    state = resume(partial, out, model, optimizer, state, map_location=device)
     step, val_pass = state["step"], state["val_pass"]
     started = time.perf_counter() - state["wall_time"]
     model.train()
@@ -105,10 +99,7 @@ def _train_or_load(final: Path, partial: Path, size: str, task: AdditionTask, *,
         sequence = torch.cat([prompts.to(device), answers], dim=1)
         logits = model(sequence[:, :-1])[:, task.prompt_len - 1 :]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        clipped_step(loss, model, optimizer)
         step += 1
         if step % CHECK_EVERY == 0:
             val_pass = validation_pass_at_1(model, task)
