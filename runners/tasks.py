@@ -24,6 +24,10 @@ seed, so every run on the same corpus and ``seq_len`` is scored on the same item
 ``word-cloze`` (4 choices)
     64 bytes of context ending just before a word of 4–10 letters; the candidates are that word and 3 other
     words of the same length drawn from the held-out text (equal lengths make the per-byte comparison fair).
+``mid-word`` (4 choices, the easy one)
+    64 bytes of context that stop inside a word of 4 or more letters; the candidates are the next 16 bytes
+    and 3 stretches of 16 bytes that also start inside a word elsewhere in the held-out text. Spelling alone
+    goes a long way, so even small models rise well above chance: the suite spans easy to hard.
 
 Byte-level corpora only: the bits are per byte because one token is one byte.
 """
@@ -38,11 +42,13 @@ import torch
 import torch.nn.functional as F
 
 TASK_SEED = 20261203
-DEFAULT_TASKS = ("next-line", "near-line", "word-cloze")
-ITEMS = {"next-line": 100, "near-line": 100, "word-cloze": 100}
+DEFAULT_TASKS = ("next-line", "near-line", "word-cloze", "mid-word")
+ITEMS = {"next-line": 100, "near-line": 100, "word-cloze": 100, "mid-word": 100}
+SEED_INDEX = {"next-line": 0, "near-line": 1, "word-cloze": 2, "mid-word": 3}  # each task's own generator
 CONTINUATION_BYTES = 32
 LINE_CONTEXT_BYTES = 96
 CLOZE_CONTEXT_BYTES = 64
+MID_WORD_BYTES = 16
 WORD_LENGTHS = (4, 10)
 FAR_BYTES = 2048          # next-line distractors start at least this far from the item
 NEAR_BYTES = (256, 2048)  # near-line distractors start this far after the true continuation
@@ -127,9 +133,13 @@ def _distinct(chosen: list[np.ndarray], pool, wanted: int) -> list[np.ndarray] |
     return chosen if len(chosen) == wanted + 1 else None
 
 
+def _letters(text: np.ndarray) -> np.ndarray:
+    return ((text >= ord("a")) & (text <= ord("z"))) | ((text >= ord("A")) & (text <= ord("Z")))
+
+
 def _words(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(start, length) of every maximal run of ASCII letters."""
-    letters = ((text >= ord("a")) & (text <= ord("z"))) | ((text >= ord("A")) & (text <= ord("Z")))
+    letters = _letters(text)
     edges = np.diff(np.concatenate([[0], letters.astype(np.int8), [0]]))
     begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return begins, ends - begins
@@ -151,7 +161,27 @@ def _cloze_task(name: str, text: np.ndarray, seq_len: int, rng: np.random.Genera
     return _assemble(name, contexts, candidates, rng)
 
 
-BUILDERS = {"next-line": _line_task, "near-line": _line_task, "word-cloze": _cloze_task}
+def _mid_word_task(name: str, text: np.ndarray, seq_len: int, rng: np.random.Generator) -> Task:
+    context_len = min(CLOZE_CONTEXT_BYTES, seq_len + 1 - MID_WORD_BYTES)
+    begins, lengths = _words(text)
+    fits = (lengths >= 4) & (begins >= context_len) & (begins + lengths + MID_WORD_BYTES < len(text))
+    letters = _letters(text)
+    inside = np.flatnonzero(letters[1:] & letters[:-1]) + 1  # a letter right after a letter: a cut inside a word
+    inside = inside[(inside >= context_len) & (inside + MID_WORD_BYTES < len(text))]
+    contexts, candidates = [], []
+    for i in rng.choice(np.flatnonzero(fits), size=ITEMS[name], replace=False):
+        cut = begins[i] + rng.integers(1, lengths[i])  # after 1 … k-1 letters of the word
+        chosen = _distinct([text[cut:cut + MID_WORD_BYTES]],
+                           (text[q:q + MID_WORD_BYTES] for q in rng.choice(inside, size=64)), 3)
+        if chosen is None:
+            raise ValueError(f"task {name!r}: the held-out text has too few distinct word stretches")
+        contexts.append(text[cut - context_len:cut])
+        candidates.append(chosen)
+    return _assemble(name, contexts, candidates, rng)
+
+
+BUILDERS = {"next-line": _line_task, "near-line": _line_task, "word-cloze": _cloze_task,
+            "mid-word": _mid_word_task}
 
 
 def check_task_names(names: tuple[str, ...] | list[str]) -> None:
@@ -164,7 +194,7 @@ def build_tasks(names: tuple[str, ...] | list[str], heldout: np.ndarray, seq_len
     """The named tasks built from ``heldout`` bytes (the validation split), the same for every run."""
     check_task_names(names)
     text = np.asarray(heldout, dtype=np.int64)
-    return [BUILDERS[name](name, text, seq_len, np.random.default_rng([TASK_SEED, sorted(BUILDERS).index(name)]))
+    return [BUILDERS[name](name, text, seq_len, np.random.default_rng([TASK_SEED, SEED_INDEX[name]]))
             for name in names]
 
 

@@ -67,13 +67,18 @@ def test_items_come_from_the_heldout_text_with_the_true_candidate_in_place(tasks
 def test_task_shapes_follow_the_brief(tasks):
     by_name = {task.name: task for task in tasks}
     assert {name: task.n_choices for name, task in by_name.items()} == {
-        "next-line": 4, "near-line": 2, "word-cloze": 4}
+        "next-line": 4, "near-line": 2, "word-cloze": 4, "mid-word": 4}
     for name in ("next-line", "near-line"):
         context, cand = sequences(by_name[name], 0)
         assert (len(context), len(cand)) == (96, 32)
         assert context.endswith(b"\n")  # the candidates start a line
     context, word = sequences(by_name["word-cloze"], 0)
     assert len(context) == 64 and 4 <= len(word) <= 10 and word.isalpha()
+    task = by_name["mid-word"]
+    for row in range(0, len(task.inputs), 37):
+        context, stretch = sequences(task, row)
+        assert (len(context), len(stretch)) == (64, 16)
+        assert context[-1:].isalpha() and stretch[:1].isalpha()  # the cut and every candidate are inside a word
 
 
 def test_tasks_are_the_same_for_every_run_and_shorter_windows_shorten_the_context(heldout, tasks):

@@ -27,6 +27,7 @@ from runners import sweep as sweep_module
 from runners.data import VAL_FRACTION, eval_windows, prepare_corpus, train_batch
 from runners.model import GPT, SIZES, GPTConfig, shape, size_config
 from runners.sweep import compact, expand, sweep
+from runners.tasks import DEFAULT_TASKS
 from runners.train import (
     FLOPS_CONVENTION,
     TIMING_COLUMNS,
@@ -382,7 +383,7 @@ def test_shipped_ladder_expands_to_unique_runs_spanning_30x():
     params = [size_config(r.size).non_embedding_params for r in runs]
     assert max(params) / min(params) >= 30
     assert {r.corpus for r in runs} == {"shakespeare"}
-    assert {r.tasks for r in runs} == {("next-line", "near-line", "word-cloze")}
+    assert {r.tasks for r in runs} == {DEFAULT_TASKS}  # the whole built-in suite
 
 
 def test_shipped_ladder_sweeps_batch_from_256_to_4096_tokens_with_seven_lrs_each():
