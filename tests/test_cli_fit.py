@@ -157,7 +157,8 @@ def test_fit_prints_the_summary(fitted):
 def test_fit_out_folder_holds_json_report_and_plots_and_nothing_else_is_left(fitted):
     names = set(os.listdir(fitted.out))
     assert {"fit.json", "report.md", "fit.png", "residuals.png", "allocation.png"} <= names
-    for name in names - {"fit.json", "report.md"}:
+    assert ".scalefit-output" in names  # the marker that lets a later --out replace this folder
+    for name in names - {"fit.json", "report.md", ".scalefit-output"}:
         assert (fitted.out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     report = (fitted.out / "report.md").read_text()
     assert "# scalefit fit: chinchilla" in report and "![fit](fit.png)" in report

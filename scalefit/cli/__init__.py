@@ -2,49 +2,120 @@
 
 One module per command group (``fit``: fit/predict/allocate, ``hparams``: recommend/hparams, ``rl``,
 ``report``, ...); each subcommand is one ``_add_<name>`` function (its parser) and one ``_run_<name>`` function
-(its work), listed in the module's ``SUBCOMMANDS``. Errors the user can fix (``ScalefitInputError``) print one
-readable message and exit with code 2; a fit whose numbers are flagged exits 1; output folders are written to
-a temporary sibling and renamed into place, so a failed command writes nothing.
+(its work), listed in the module's ``SUBCOMMANDS``.
+
+Exit codes, the same for every command: 0 the numbers are ok; 1 fitted, but the result is suspect or failed
+(or scalefit itself failed); 2 bad input the user can fix (a bad table, a bad option, a damaged fit.json).
+Every failure prints one line on stderr and no traceback (``--debug`` shows it). Output folders are written to
+a temporary sibling and renamed into place, so a failed command writes nothing, and ``--out`` only ever
+replaces a folder that scalefit wrote itself (see :func:`scalefit.cli.common.check_outputs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from scalefit.cli import fit, hparams, plan, report, rl
-from scalefit.cli.common import EXIT_INPUT_ERROR, check_out
-from scalefit.errors import ScalefitInputError
+from scalefit.cli.common import (
+    EXIT_FAILED,
+    EXIT_INPUT_ERROR,
+    EXIT_OK,
+    check_outputs,
+    input_error_message,
+    pipe_safe_stdout,
+)
 
 __all__ = ["EXIT_INPUT_ERROR", "build_parser", "main"]
 
 COMMAND_MODULES = [fit, hparams, rl, report, plan]
+
+EPILOG = """exit codes: 0 ok; 1 fitted but suspect or failed (the numbers are flagged); 2 bad input (one line on
+stderr says what to fix). --out DIR only replaces a folder scalefit wrote (it holds .scalefit-output), never
+a non-empty folder of yours, the working directory, or a folder holding the input."""
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's own ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("scalefit")
+    except metadata.PackageNotFoundError:
+        import scalefit
+
+        return scalefit.__version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looked up only when asked, so that ``--help`` stays fast."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"scalefit {version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scalefit",
         description="Fit scaling laws from a runs table and plan training runs.",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback too (also accepted after the command)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         for add in module.SUBCOMMANDS:
             add(subparsers)
+    for sub in subparsers.choices.values():
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; return its exit code (0 ok, 1 suspect/failed, 2 bad input).
+
+    Usage errors, ``--help`` and ``--version`` raise ``SystemExit`` from argparse (code 2, 0, 0), as usual;
+    any error after parsing becomes one line on stderr and an exit code, never a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    with pipe_safe_stdout():  # `scalefit ... | head` finishes its work and exits quietly
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    prefix = f"scalefit {args.command}"
     try:
-        check_out(getattr(args, "out", None))  # before any work: fail fast
-        return int(args.run(args) or 0)
-    except ScalefitInputError as err:
-        print(f"scalefit {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        check_outputs(args)  # before any work: fail fast, and never replace what scalefit did not write
+        code = int(args.run(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place that turns any error into one line
+        if args.debug:
+            traceback.print_exc()
+        message = input_error_message(err)
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        if message is not None:
+            print(f"{prefix}: error: {message}", file=sys.stderr)
+            return EXIT_INPUT_ERROR
+        print(f"{prefix}: internal error: {type(err).__name__}: {_one_line(err)}{hint}; nothing was written. "
+              "Please report it with the command and the table's header", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 if __name__ == "__main__":

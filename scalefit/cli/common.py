@@ -1,34 +1,132 @@
-"""What every ``scalefit`` command shares: exit codes, staged output folders, argument parsers."""
+"""What every ``scalefit`` command shares: exit codes, safe output paths, staged output folders, parsers."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from scalefit.errors import ScalefitInputError
 from scalefit.io import atomic_write_text, write_json
 
 __all__ = [
-    "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "atomic_write_text", "check_out", "floats", "staged_output_dir",
-    "write_json",
+    "EXIT_FAILED", "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "OUTPUT_MARKER", "atomic_write_text",
+    "check_json_path", "check_out", "check_outputs", "floats", "input_error_message", "pipe_safe_stdout",
+    "result_exit_code", "staged_output_dir", "write_json",
 ]
 
 EXIT_OK = 0
 EXIT_SUSPECT = 1  # fitted, but the numbers are flagged (suspect or failed)
+EXIT_FAILED = 1  # scalefit itself failed (an internal error): no numbers to trust
 EXIT_INPUT_ERROR = 2
 
-def check_out(out: str | os.PathLike | None) -> None:
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ScalefitInputError(f"--out {out} is a file, not a folder; name a folder (it is replaced whole)")
+OUTPUT_MARKER = ".scalefit-output"  # written into every --out folder: only such a folder is ever replaced
+
+# Options naming files a command reads, and files (not folders) it writes.
+INPUT_OPTIONS = ("runs", "fit", "rl", "check", "columns")
+FILE_OUTPUT_OPTIONS = ("json", "sweep")
+
+
+def result_exit_code(result) -> int:
+    """0 when ``result`` can be trusted, 1 when it is suspect or failed.
+
+    Reads the result protocol's ``status`` ("ok" | "suspect" | "failed") when there is one, else a
+    scipy-style ``success`` flag (on the result, or on its ``fit``/``result``).
+    """
+    status = getattr(result, "status", None)
+    if isinstance(status, str):
+        return EXIT_OK if status == "ok" else EXIT_SUSPECT
+    for holder in (result, getattr(result, "fit", None), getattr(result, "result", None)):
+        success = getattr(holder, "success", None)
+        if isinstance(success, bool | int):
+            return EXIT_OK if success else EXIT_SUSPECT
+    return EXIT_OK
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    found = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str | os.PathLike) and str(value):
+            found.append(Path(value).resolve())
+    return found
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out(out: str | os.PathLike | None, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse an ``--out`` folder that replacing would destroy something scalefit did not write.
+
+    ``--out DIR`` is written whole and replaces DIR, so DIR must be new, empty, or a folder scalefit wrote
+    before (it holds ``.scalefit-output``); never a file, the working directory or a folder above it, the
+    root or home folder, or a folder holding one of the command's ``inputs``.
+    """
+    if out is None:
+        return
+    if not str(out).strip():
+        raise ScalefitInputError("--out is empty; name a new folder to write, e.g. --out out/fit")
+    path = Path(out)
+    target = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise ScalefitInputError(f"--out {out} is a file, not a folder; name a new folder to write")
+    cwd = Path.cwd().resolve()
+    if _contains(target, cwd) or target in (Path(target.anchor), Path.home().resolve()):
+        raise ScalefitInputError(f"--out {out} is the working directory, a folder above it, or your home or root "
+                                 "folder, which --out would replace whole; name a new folder, e.g. --out out/fit")
+    for source in map(Path, inputs):
+        if _contains(target, source.resolve()):
+            raise ScalefitInputError(f"--out {out} holds the input {source}, which --out would delete; name a "
+                                     "new folder, e.g. --out out/fit")
+    if path.is_dir() and not (path / OUTPUT_MARKER).exists() and any(path.iterdir()):
+        raise ScalefitInputError(f"--out {out} is a folder with files scalefit did not write (it has no "
+                                 f"{OUTPUT_MARKER}); --out replaces its folder whole, so name a new or empty folder")
+
+
+def check_json_path(option: str, path: str | os.PathLike | None, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse a file output (``--json``, ``--sweep``) that is a folder or one of the command's inputs."""
+    if path is None:
+        return
+    if not str(path).strip():
+        raise ScalefitInputError(f"--{option} is empty; name a file to write, e.g. --{option} result.json")
+    target = Path(path)
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        raise ScalefitInputError(f"--{option} {path} is a folder; name a file to write, e.g. {Path(path) / 'out.json'}")
+    resolved = target.resolve()
+    for source in map(Path, inputs):
+        if resolved == source.resolve():
+            raise ScalefitInputError(f"--{option} {path} is the command's input, which it would overwrite; name "
+                                     "another file")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise ScalefitInputError(f"--{option} {path}: {target.parent} is a file, not a folder")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output option of a parsed command line, checked against its inputs before any work."""
+    inputs = _inputs(args)
+    out = getattr(args, "out", None)
+    check_out(out, inputs)
+    for option in FILE_OUTPUT_OPTIONS:
+        value = getattr(args, option, None)
+        check_json_path(option, value, inputs)
+        if out is not None and value is not None and _contains(Path(out).resolve(), Path(value).resolve()):
+            raise ScalefitInputError(f"--{option} {value} lies inside --out {out}, which is written whole; "
+                                     f"write it elsewhere (the folder has its own copy)")
 
 
 @contextlib.contextmanager
 def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
-    """Yield a temporary folder whose contents replace ``out`` only if the block succeeds."""
+    """Yield a temporary folder whose contents replace ``out`` only if the block succeeds.
+
+    The folder gets the ``.scalefit-output`` marker; an existing ``out`` is replaced only if it is empty or
+    carries the marker (:func:`check_out`), so nothing scalefit did not write is ever deleted.
+    """
     if out is None:
         yield None
         return
@@ -37,6 +135,8 @@ def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        (tmp / OUTPUT_MARKER).write_text("written by scalefit; --out may replace this folder whole\n")
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -44,6 +144,83 @@ def staged_output_dir(out: str | os.PathLike | None) -> Iterator[Path | None]:
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_READ_ERROR_MODULES = ("pandas.errors", "pyarrow", "json.decoder")
+
+
+def input_error_message(err: BaseException) -> str | None:
+    """The one-line message for an error the user can fix (bad input), or None for an internal error.
+
+    Besides :class:`ScalefitInputError`: a file that is missing, a folder, unreadable, not text, or not
+    parseable by pandas/pyarrow/json (a zero-byte or truncated table, random bytes).
+    """
+    if isinstance(err, ScalefitInputError):
+        return str(err)
+    if isinstance(err, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
+        return f"{err.filename or ''}: {err.strerror or err}".lstrip(": ")
+    if isinstance(err, UnicodeDecodeError):
+        return f"cannot read the file as text ({err.reason} at byte {err.start}); give a parquet or UTF-8 CSV file"
+    if any(cls.__module__.startswith(_READ_ERROR_MODULES) for cls in type(err).__mro__):
+        text = " ".join(str(err).split())[:300]
+        return (f"cannot read the file ({type(err).__name__}: {text}); is it an empty, truncated or "
+                "non-table file? give a parquet or CSV runs table")
+    return None
+
+
+class _PipeSafe:
+    """Wraps stdout so that a closed pipe (``| head``) silences the rest of the output instead of raising."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text):
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self):
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self):
+        self._closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # so the interpreter's final flush does not fail either
+            os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def pipe_safe_stdout() -> Iterator[None]:
+    """While the block runs, a reader closing the pipe on stdout stops the output, not the work."""
+    if sys.stdout is not sys.__stdout__ or sys.stdout is None:  # captured (tests): nothing to protect
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = _PipeSafe(original)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            sys.stdout.flush()
+        sys.stdout = original
 
 
 def floats(text: str) -> list[float]:
