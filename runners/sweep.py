@@ -41,6 +41,7 @@ import argparse
 import itertools
 import sys
 import tomllib
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -49,11 +50,11 @@ from .common.executors import ExecutorOptions, run_all
 from .common.sweeping import (
     RunJob,
     Tally,
-    add_executor_arguments,
+    add_sweep_arguments,
     compact_parts,
-    executor_options,
     prepare,
     run_cli,
+    run_command,
     unfinished,
 )
 from .model import size_config
@@ -137,43 +138,23 @@ def sweep(spec_path: str | Path, *, out: str | Path | None = None, executor: str
     return tally.failures
 
 
+def describe(runs: list[RunSpec]) -> None:
+    """``--dry-run``: the runs, their tokens and FLOPs."""
+    flops = sum(r.tokens * size_config(r.size).flops_per_token() for r in runs)
+    print(f"{len(runs)} runs, {sum(r.tokens for r in runs):.3g} tokens, {flops:.3g} FLOPs (6ND+attn)")
+    for r in runs:
+        print(r.run_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a sweep spec (TOML) of training runs.",
                                      epilog="example: python -m runners.sweep runners/configs/cpu_ladder.toml "
                                             "--workers 2 --compact data/runs.parquet")
-    parser.add_argument("spec", help="sweep spec (TOML)")
-    parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (speed options: the spec)")
-    parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and their cost, run nothing")
+    add_sweep_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        spec = tomllib.loads(Path(args.spec).read_text())
-        runs = expand(spec)
-        out = Path(args.out or spec["sweep"]["out"])
-    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as err:
-        print(f"error: {args.spec}: {err!s}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        flops = sum(r.tokens * size_config(r.size).flops_per_token() for r in runs)
-        print(f"{len(runs)} runs, {sum(r.tokens for r in runs):.3g} tokens, {flops:.3g} FLOPs (6ND+attn)")
-        for r in runs:
-            print(r.run_id)
-        return 0
-    options = executor_options(args, device=args.device, threads=args.threads)
-    failures = sweep(args.spec, out=out, threads=args.threads, device=args.device, options=options,
-                     progress=not args.quiet)
-    if args.compact:
-        try:
-            table = compact(out, args.compact)
-        except FileNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.compact}: {table['run_id'].nunique()} runs, {len(table)} rows")
-    return 1 if failures else 0
+    return run_command(args, expand=expand, sweep=partial(sweep, progress=not args.quiet), compact=compact,
+                       describe=describe)
 
 
 if __name__ == "__main__":

@@ -411,3 +411,17 @@ def test_the_slurm_commands_of_the_docs_submit_one_gpu_job_array(command, fake_s
     assert "#SBATCH --array=0-" in sbatch and "#SBATCH --gpus-per-node=1\n" in sbatch
     assert (fake_slurm / "count").read_text().strip() == "1"
     assert "queued on the cluster" in capsys.readouterr().err
+
+
+def test_an_engine_that_cannot_be_used_here_is_a_one_line_error(tmp_path, capsys):
+    import importlib.util
+    import shutil
+
+    spec = write_spec(tmp_path, tmp_path / "sweep", steps=20, lrs=[5e-3])
+    if shutil.which("srun") is None and importlib.util.find_spec("submitit"):
+        assert main([str(spec), "--executor", "submitit", "--cluster", "slurm", "--quiet"]) == 2
+        assert "error: submitit cannot use the slurm cluster here" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is None:
+        assert main([str(spec), "--executor", "ray", "--quiet"]) == 2
+        assert "error: ray is not installed: pip install 'scalefit[runners,ray]'" in capsys.readouterr().err
+    assert not list((tmp_path / "sweep").glob("parts/*"))

@@ -45,6 +45,10 @@ ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COM
 _PR_SET_PDEATHSIG = 1
 
 
+class ExecutorError(RuntimeError):
+    """The engine cannot be used here (not installed, or no cluster to submit to); the message says why."""
+
+
 @dataclass(frozen=True)
 class ExecutorOptions:
     """Where and with what resources each item runs.
@@ -230,11 +234,17 @@ class JobRecord:
 
 def _submitit(fn: Callable, items: list, options: ExecutorOptions, folder: Path,
               key: Callable[[object], str]) -> Iterator[tuple[object, object]]:
-    import submitit
+    try:
+        import submitit
+    except ImportError as err:
+        raise ExecutorError("submitit is not installed: pip install 'scalefit[runners]'") from err
 
     folder.mkdir(parents=True, exist_ok=True)
     record = JobRecord(folder, options.cluster)
-    executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
+    except RuntimeError as err:  # e.g. no srun: not on a SLURM cluster
+        raise ExecutorError(f"submitit cannot use the {options.cluster} cluster here: {err}") from err
     executor.update_parameters(**options.submitit_parameters())
     jobs: dict[object, object] = {}
     queue = []
@@ -278,7 +288,10 @@ def _call(fn: Callable, item: object) -> object:
 
 
 def _ray(fn: Callable, items: list, options: ExecutorOptions) -> Iterator[tuple[object, object]]:
-    import ray
+    try:
+        import ray
+    except ImportError as err:
+        raise ExecutorError("ray is not installed: pip install 'scalefit[runners,ray]'") from err
 
     ray.init(ignore_reinit_error=True)
     remote = ray.remote(**options.ray_resources())(_call)

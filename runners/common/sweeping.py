@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .executors import CLUSTERS, EXECUTORS, ExecutorOptions, Queued
+from .executors import CLUSTERS, EXECUTORS, ExecutorError, ExecutorOptions, Queued
 from .files import (
     checkpoint_path,
     checkpoint_problem,
@@ -223,6 +224,52 @@ def executor_options(args: argparse.Namespace, *, device: str, threads: int | No
         cpus_per_task=args.cpus_per_task or threads, mem_gb=args.mem_gb, timeout_min=args.time_min,
         account=args.account, qos=args.qos, partition=args.partition, slurm_extra=dict(args.slurm_extra),
         array_parallelism=args.array_parallelism, wait=not args.no_wait)
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both sweep commands take: the spec, its folder, threads, device, compaction, a dry run and
+    where the runs execute (:func:`add_executor_arguments`)."""
+    parser.add_argument("spec", help="sweep spec (TOML)")
+    parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
+    parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    add_executor_arguments(parser)
+
+
+def run_command(args: argparse.Namespace, *, expand: Callable[[dict], list], sweep: Callable[..., list],
+                compact: Callable[[Path, str], pd.DataFrame], describe: Callable[[list], None]) -> int:
+    """What both sweep commands do once their options are parsed: read and expand the spec, then list its
+    runs (``--dry-run``, through ``describe``) or run them with ``sweep``, then ``compact`` if asked.
+
+    Exit code 0 when every run finished, 1 when some failed, 2 for a spec or engine that cannot be used
+    (one line, no traceback).
+    """
+    try:
+        spec = tomllib.loads(Path(args.spec).read_text())
+        runs = expand(spec)
+        out = Path(args.out or spec["sweep"]["out"])
+    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.spec}: {err!s}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        describe(runs)
+        return 0
+    options = executor_options(args, device=args.device, threads=args.threads)
+    try:
+        failures = sweep(args.spec, out=out, threads=args.threads, device=args.device, options=options)
+    except ExecutorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.compact:
+        try:
+            table = compact(out, args.compact)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.compact}: {table['run_id'].nunique()} runs, {len(table)} rows")
+    return 1 if failures else 0
 
 
 def run_cli(main: Callable[[], int]) -> None:

@@ -46,11 +46,11 @@ from ..common.executors import ExecutorOptions, run_all
 from ..common.sweeping import (
     RunJob,
     Tally,
-    add_executor_arguments,
+    add_sweep_arguments,
     compact_parts,
-    executor_options,
     prepare,
     run_cli,
+    run_command,
     unfinished,
 )
 from ..model import size_config
@@ -110,40 +110,19 @@ def sweep(spec_path: str | Path, *, out: str | Path | None = None, executor: str
     return tally.failures
 
 
+def describe(runs: list[RLSpec]) -> None:
+    """``--dry-run``: the runs' ids."""
+    for run in runs:
+        print(run.run_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a TOML grid of RL runs (supervised stage, then GRPO).",
                                      epilog="example: python -m runners.rl.sweep "
                                             "runners/rl/configs/rl_addition.toml --workers 2 "
                                             "--compact data/rl_runs.parquet")
-    parser.add_argument("spec", help="sweep spec (TOML)")
-    parser.add_argument("--out", help="sweep folder (default: the spec's [sweep] out)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--compact", metavar="TABLE", help="then merge all finished runs into this parquet")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
-    add_executor_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        spec = tomllib.loads(Path(args.spec).read_text())
-        runs = expand(spec)
-        out = Path(args.out or spec["sweep"]["out"])
-    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as err:
-        print(f"error: {args.spec}: {err!s}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        for run in runs:
-            print(run.run_id)
-        return 0
-    options = executor_options(args, device=args.device, threads=args.threads)
-    failures = sweep(args.spec, out=out, threads=args.threads, device=args.device, options=options)
-    if args.compact:
-        try:
-            table = compact(out, args.compact)
-        except FileNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.compact}: {table['run_id'].nunique()} runs, {len(table)} rows")
-    return 1 if failures else 0
+    add_sweep_arguments(parser)
+    return run_command(parser.parse_args(argv), expand=expand, sweep=sweep, compact=compact, describe=describe)
 
 
 if __name__ == "__main__":
