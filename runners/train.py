@@ -47,11 +47,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from runners.common.files import save_checkpoint
-from runners.data import TOKEN_DTYPES, TOKENS_PREFIX, eval_windows, prepare_corpus, train_batch
-from runners.model import GPT, size_config
-from runners.tasks import DEFAULT_TASKS, build_tasks, check_task_names, score_tasks
 from scalefit.runs import write_runs
+
+from .common.files import save_checkpoint
+from .data import TOKEN_DTYPES, TOKENS_PREFIX, eval_windows, prepare_corpus, train_batch
+from .model import GPT, size_config
+from .tasks import DEFAULT_TASKS, build_tasks, check_task_names, score_tasks
 
 FLOPS_CONVENTION = "6ND+attn"
 DIVERGENCE_MARGIN = 1.0  # nats above ln(vocab), the loss of a uniform guess
