@@ -26,6 +26,7 @@ from runners import train as train_module
 from runners.common.executors import ExecutorOptions, run_all
 from runners.common.files import checkpoint_path, part_path
 from runners.common.locks import claim
+from runners.common.sweeping import Tally
 from runners.sweep import compact, expand, main, sweep
 from runners.train import train
 
@@ -425,3 +426,14 @@ def test_an_engine_that_cannot_be_used_here_is_a_one_line_error(tmp_path, capsys
         assert main([str(spec), "--executor", "ray", "--quiet"]) == 2
         assert "error: ray is not installed: pip install 'scalefit[runners,ray]'" in capsys.readouterr().err
     assert not list((tmp_path / "sweep").glob("parts/*"))
+
+
+def test_a_failed_run_is_one_line_naming_the_run_and_the_error():
+    class Run:
+        run_id = "gpt-byte-n10k-x"
+
+    job_failure = RuntimeError("Job (task=0) failed during processing with trace:\n----\nTraceback (most recent "
+                               "call last):\n  File x\nValueError: unknown corpus 'nope'\n")
+    tally = Tally()
+    assert tally.add(Run(), job_failure) == ["FAILED gpt-byte-n10k-x: RuntimeError: ValueError: unknown corpus 'nope'"]
+    assert [err for _, err in tally.failures] == [job_failure] and "1 failed" in tally.summary(already=0)

@@ -125,7 +125,7 @@ class Tally:
         if isinstance(result, BaseException):
             self.counts["failed"] += 1
             self.failures.append((run, result))
-            return [f"FAILED {run.run_id}: {result!r}"]
+            return [f"FAILED {run.run_id}: {one_line(result)}"]
         if isinstance(result, Queued):
             self.counts["queued"] += 1
             verb = "submitted as" if result.resubmitted else "still queued or running from an earlier launch:"
@@ -144,6 +144,12 @@ class Tally:
         if self.counts["queued"]:
             line += " (relaunch the same command to wait for them and collect)"
         return line
+
+
+def one_line(err: BaseException) -> str:
+    """An error in one line: its type and the last line of its message (where a job's traceback ends)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def compact_parts(out: str | Path, dest: str | Path, sort_by: list[str]) -> pd.DataFrame:
