@@ -114,13 +114,17 @@ def fit_task_scaling(
     fits = _Fits(step1, bootstrap, seed, min_fraction)
 
     params, draws, predictions, rows, all_points, failed, suspect = {}, {}, {}, {}, [], [], []
+    below_chance = []
     for task in names:
         points = base.assign(intermediate=intermediate_values(frame, task, intermediate, reference).to_numpy(),
                              acc=frame[tt.column(task, "acc")].to_numpy())
         points = points[points["acc"].notna()]
         all_points.append(points.assign(task=task))
         level_value, origin = chances[task]
-        floor = None if (fit_floor or origin.startswith("inferred")) else level_value
+        below = float((points["acc"] < level_value - 0.01).mean())
+        if below > 0.25 and not origin.startswith("inferred"):
+            below_chance.append(f"{task} ({100 * below:.0f} %)")
+        floor = None if (fit_floor or origin.startswith("inferred") or below > 0.25) else level_value
         key = task if intermediate == "bpb" else "general"
         try:
             main = fits.chain(points, key, floor, targets)
@@ -155,6 +159,9 @@ def fit_task_scaling(
     if inferred:
         notes.append(f"chance inferred and the floor fitted for: {', '.join(inferred)} (give --chance TASK=P or a "
                      "task/<name>/n_choices column to fix it)")
+    if below_chance:
+        notes.append("floor fitted, not fixed at chance, where over a quarter of the points score below chance: "
+                     + ", ".join(below_chance))
     return TaskScalingResult(
         tasks=pd.DataFrame.from_dict(rows, orient="index").rename_axis("task"),
         targets=targets.reset_index(drop=True), params=pd.Series(params, dtype=float),
