@@ -78,11 +78,18 @@ def load_rl_runs(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise RunsTableError(f"{path}: file not found; check the path")
     name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path)
-    raise RunsTableError(f"{path}: unsupported file type; use .parquet, .pq, .csv or .csv.gz")
+    if not name.endswith((".parquet", ".pq", ".csv", ".csv.gz")) or path.is_dir():
+        raise RunsTableError(f"{path}: unsupported file type; use .parquet, .pq, .csv or .csv.gz")
+    what = "a parquet file" if name.endswith((".parquet", ".pq")) else "a comma-separated text file"
+    try:
+        table = pd.read_parquet(path) if what == "a parquet file" else pd.read_csv(path)
+    except Exception as err:  # any reader failure means the same thing to the user
+        detail = " ".join(str(err).split())[:200]
+        raise RunsTableError(f"{path}: cannot be read as {what} ({type(err).__name__}: {detail}); check that the "
+                             "file is complete and really is one, or rewrite it") from err
+    if len(table) == 0:
+        raise RunsTableError(f"{path}: the table has no rows; it needs one row per (run, evaluation)")
+    return table
 
 
 @dataclass(frozen=True)
