@@ -55,6 +55,7 @@ import pandas as pd
 
 from scalefit.errors import RunsTableError
 from scalefit.io import atomic_write
+from scalefit.plausibility import check_runs
 
 REQUIRED_COLUMNS = ("run_id", "params", "tokens", "loss")
 NUMERIC_COLUMNS = (
@@ -237,6 +238,7 @@ def load_runs(
     else:
         df["flops"] = df["flops"].astype(float)
     df.attrs = {"source": source, "flops_convention": convention}
+    check_runs(df, source)  # units: refuses impossible values, warns on likely slips (scalefit.plausibility)
     return df
 
 

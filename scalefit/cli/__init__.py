@@ -14,15 +14,18 @@ replaces a folder that scalefit wrote itself (see :func:`scalefit.cli.common.che
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
-from scalefit.cli import fit, hparams, plan, report, rl
+from scalefit.cli import fit, hparams, plan, report, rl, tasks
 from scalefit.cli.common import (
     EXIT_FAILED,
     EXIT_INPUT_ERROR,
     EXIT_OK,
+    EXIT_SUSPECT,
     check_outputs,
     input_error_message,
     pipe_safe_stdout,
@@ -30,7 +33,7 @@ from scalefit.cli.common import (
 
 __all__ = ["EXIT_INPUT_ERROR", "build_parser", "main"]
 
-COMMAND_MODULES = [fit, hparams, rl, report, plan]
+COMMAND_MODULES = [fit, hparams, rl, report, plan, tasks]
 
 EPILOG = """exit codes: 0 ok; 1 fitted but suspect or failed (the numbers are flagged); 2 bad input (one line on
 stderr says what to fix). --out DIR only replaces a folder scalefit wrote (it holds .scalefit-output), never
@@ -95,14 +98,19 @@ def _run(args: argparse.Namespace) -> int:
     prefix = f"scalefit {args.command}"
     try:
         check_outputs(args)  # before any work: fail fast, and never replace what scalefit did not write
-        code = int(args.run(args) or EXIT_OK)
+        with _plausibility_warnings(prefix) as flagged:
+            code = int(args.run(args) or EXIT_OK)
+        if flagged and code == EXIT_OK:
+            print(f"{prefix}: exit 1: the table's numbers are flagged ({len(flagged)} warning"
+                  f"{'s' if len(flagged) > 1 else ''} above)", file=sys.stderr)
+            code = EXIT_SUSPECT
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the one place that turns any error into one line
         if args.debug:
             traceback.print_exc()
-        message = input_error_message(err)
+        message = input_error_message(err, args)
         hint = "" if args.debug else " (--debug shows the traceback)"
         if message is not None:
             print(f"{prefix}: error: {message}", file=sys.stderr)
@@ -111,6 +119,28 @@ def _run(args: argparse.Namespace) -> int:
               "Please report it with the command and the table's header", file=sys.stderr)
         return EXIT_FAILED
     return code
+
+
+@contextlib.contextmanager
+def _plausibility_warnings(prefix: str) -> Iterator[list[str]]:
+    """Print each unit-sanity warning (``scalefit.plausibility``) once as ``scalefit CMD: warning: ...`` and
+    yield the list of them, so that a command whose table is flagged exits 1."""
+    from scalefit.plausibility import PlausibilityWarning
+
+    flagged: list[str] = []
+    original = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, PlausibilityWarning):
+            original(message, category, *args, **kwargs)
+        elif str(message) not in flagged:
+            flagged.append(str(message))
+            print(f"{prefix}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PlausibilityWarning)
+        warnings.showwarning = show
+        yield flagged
 
 
 def _one_line(err: BaseException) -> str:

@@ -155,22 +155,26 @@ def _umask() -> int:
 _READ_ERROR_MODULES = ("pandas.errors", "pyarrow", "json.decoder")
 
 
-def input_error_message(err: BaseException) -> str | None:
+def input_error_message(err: BaseException, args: argparse.Namespace | None = None) -> str | None:
     """The one-line message for an error the user can fix (bad input), or None for an internal error.
 
     Besides :class:`ScalefitInputError`: a file that is missing, a folder, unreadable, not text, or not
-    parseable by pandas/pyarrow/json (a zero-byte or truncated table, random bytes).
+    parseable by pandas/pyarrow/json (a zero-byte or truncated table, random bytes); the message names the
+    command's input files (from ``args``).
     """
     if isinstance(err, ScalefitInputError):
         return str(err)
     if isinstance(err, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
         return f"{err.filename or ''}: {err.strerror or err}".lstrip(": ")
+    files = " or ".join(str(getattr(args, name)) for name in INPUT_OPTIONS if getattr(args, name, None))
+    files = files or "the input"
     if isinstance(err, UnicodeDecodeError):
-        return f"cannot read the file as text ({err.reason} at byte {err.start}); give a parquet or UTF-8 CSV file"
+        return (f"cannot read {files} as text ({err.reason} at byte {err.start}); give a parquet or UTF-8 "
+                "CSV file")
     if any(cls.__module__.startswith(_READ_ERROR_MODULES) for cls in type(err).__mro__):
-        text = " ".join(str(err).split())[:300]
-        return (f"cannot read the file ({type(err).__name__}: {text}); is it an empty, truncated or "
-                "non-table file? give a parquet or CSV runs table")
+        text = " ".join(str(err).split())[:200]
+        return (f"cannot read {files} ({type(err).__name__}: {text}); is it empty, truncated or not a "
+                "table? give a complete parquet or CSV file")
     return None
 
 
@@ -226,4 +230,3 @@ def pipe_safe_stdout() -> Iterator[None]:
 def floats(text: str) -> list[float]:
     """``"1e6,2e6"`` or ``"1e6"`` → floats; argparse turns a ValueError into a usage error (exit 2)."""
     return [float(v) for v in text.split(",") if v.strip()]
-
