@@ -256,14 +256,14 @@ def plot_hparam_law(law, against: str | None = None, ax=None):
     grid = np.geomspace(span[0] / 2, span[1] * 2, 100)
     values = {against: grid, **{v: np.full_like(grid, reference[v]) for v in others}}
     fig, ax = _new_axes(ax)
-    if law.log_cov is not None:
-        confidence = law.predict(**values, interval="confidence")
-        ax.fill_between(grid, confidence["lower"], confidence["upper"], color=PALETTE[0], alpha=0.3,
-                        label=f"{100 * law.level:.0f}% confidence")
-        if law.residual_std is not None:
-            prediction = law.predict(**values, interval="prediction")
-            ax.fill_between(grid, prediction["lower"], prediction["upper"], color=PALETTE[0], alpha=0.12,
-                            label=f"{100 * law.level:.0f}% prediction")
+    frame = law.prediction(**values)
+    pct = f"{100 * law.level:g}%"
+    # Widest band first, so that each narrower band is drawn inside the wider one that contains it.
+    for band, alpha, label in (("plan", 0.08, "planning (published scatter)"), ("obs", 0.14, "prediction"),
+                               ("mean", 0.3, "confidence")):
+        if f"{band}_lo" in frame and np.isfinite(frame[f"{band}_lo"]).all():
+            ax.fill_between(grid, frame[f"{band}_lo"], frame[f"{band}_hi"], color=PALETTE[0], alpha=alpha,
+                            label=f"{pct} {label}")
     ax.plot(grid, law.predict(**values), color=PALETTE[0], label=law.formula)
     if points is not None:
         adjusted = points[law.target].to_numpy(float)
@@ -278,7 +278,8 @@ def plot_hparam_law(law, against: str | None = None, ax=None):
     symbols = {"params": "N", "tokens": "D", "flops": "C"}
     held = ", ".join(f"{symbols[v]} = {reference[v]:.3g}" for v in others)
     ax.set_ylabel(_LABELS[law.target] + (f"\nat {held}" if held else ""))
-    ax.set_title(f"{law.name} — {law.source}", fontsize=8)
+    flag = "" if law.status == "ok" else f" — {law.status.upper()}"
+    ax.set_title(f"{law.name} — {law.source}{flag}", fontsize=8)
     ax.legend(fontsize=7, loc="best")
     _tidy_log_ticks(ax.xaxis)
     _tidy_log_ticks(ax.yaxis)
@@ -307,8 +308,9 @@ def plot_lr_landscapes(optima, groups=None, ncols: int = 3):
 
 @_styled
 def plot_hparam_laws(laws, ncols: int = 3):
-    """Each law of a :class:`~scalefit.hyperparams.HparamLaws` against each of its variables, a panel each."""
-    pairs = [(law, variable) for law in laws.laws.values() for variable in law.variables]
+    """Each identified law of a :class:`~scalefit.hyperparams.HparamLaws` against each of its variables, a panel
+    each (unidentified laws are not drawn)."""
+    pairs = [(law, variable) for law in laws.usable.values() for variable in law.variables]
     fig, axes = _grid_axes(len(pairs), ncols, panel=(3.6, 2.9))
     for ax, (law, variable) in zip(axes, pairs, strict=True):
         plot_hparam_law(law, against=variable, ax=ax)

@@ -541,7 +541,7 @@ def lr_sweep_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def _recommendation_row(advice, pct: str) -> dict:
     return {
-        "N": advice.params, "D": advice.tokens, "peak LR": advice.lr,
+        "N": advice.n_params, "D": advice.tokens, "peak LR": advice.lr,
         f"LR {pct} lo": _bounds(advice.lr_interval, 0), f"LR {pct} hi": _bounds(advice.lr_interval, 1),
         "batch size [tokens]": math.nan if advice.batch_size_tokens is None else advice.batch_size_tokens,
         f"batch {pct} lo": _bounds(advice.batch_size_interval, 0),
@@ -568,7 +568,7 @@ def _hparams_section(runs: pd.DataFrame, targets: list[tuple[float, float]], boo
     law_rows = [{"law": law.name, "formula": law.formula, "parameter": name, "estimate": value,
                  f"{pct} lo": _bounds(law.intervals.get(name), 0),
                  f"{pct} hi": _bounds(law.intervals.get(name), 1), "groups": law.n_groups}
-                for law in laws.laws.values() for name, value in law.params.items()]
+                for law in laws.usable.values() for name, value in law.params.items()]
     advice = [recommend(n, d, laws) for n, d in targets]
     paragraphs = [
         (f"{len(optima.groups)} (N, D) groups of the table tried {MIN_LRS_PER_GROUP}+ learning rates "
@@ -585,7 +585,7 @@ def _hparams_section(runs: pd.DataFrame, targets: list[tuple[float, float]], boo
     runs_by_warning: dict[str, list[str]] = {}  # one line per warning, naming every planned run it concerns
     for a in advice:
         for warning in a.warnings:
-            runs_by_warning.setdefault(warning, []).append(f"N = {a.params:.3g}, D = {a.tokens:.3g}")
+            runs_by_warning.setdefault(warning, []).append(f"N = {a.n_params:.3g}, D = {a.tokens:.3g}")
     warnings += [_sentence(f"{'; '.join(runs)}: {w}") for w, runs in runs_by_warning.items()]
     tables = (Table("hparams-groups", f"Optimal LR per group ({pct} intervals)", groups),
               Table("hparams-laws", f"LR and batch-size laws ({pct} intervals)", pd.DataFrame(law_rows)),
