@@ -9,7 +9,9 @@ Run by hand: ``python benchmarks/fit_speed.py`` (options: ``--help``). Prints, i
   per-call overhead would make the baseline several times slower still). It is slow, so it runs on
   ``--baseline-starts`` starts drawn at random from the grid (seeded) and its time is extrapolated
   linearly to all 4500 (stated in the output);
-* the speed-up and both best objectives (Epoch's full-grid best is 0.0010182740346).
+* the speed-up and both best objectives (Epoch's full-grid best is 0.0010182740346);
+* the cost of 1000 bootstrap refits run to convergence on the shipped table's tuned points
+  (``data/runs.parquet``), against the old 100-step cap (which dropped the refits it cut off).
 
 Timings are wall-clock and depend on what else runs on the machine; the load average is printed.
 """
@@ -35,6 +37,7 @@ from scalefit.fitting.parameters import free_parameters
 from scalefit.laws import Chinchilla
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
+SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "data" / "runs.parquet"
 DELTA = 1e-3
 
 
@@ -88,11 +91,31 @@ def phase_breakdown(points: pd.DataFrame, n_bootstrap: int) -> dict[str, float]:
     polished = polish(objective, search.best, settings)
     marks.append(time.perf_counter())
     counts = resample_counts(len(points), n_bootstrap, np.random.default_rng(0))
-    refit_replicates(objective, polished.z, counts, settings)
+    refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
     marks.append(time.perf_counter())
     names = ("multi-start (explore, prune, converge)", "polish (L-BFGS-B + Gauss-Newton)",
              f"{n_bootstrap} bootstrap refits")
     return dict(zip(names, np.diff(marks)))
+
+
+def shipped_table_cost(n_bootstrap: int, repeats: int) -> None:
+    """Grid fit + refits on the shipped ladder's tuned points: run to convergence vs the old 100-step cap."""
+    from scalefit.runs import load_runs
+    from scalefit.study import select_points
+
+    if not SHIPPED_TABLE.exists():
+        print(f"\nshipped table not found at {SHIPPED_TABLE}; skipped")
+        return
+    points = select_points(load_runs(SHIPPED_TABLE))[0]
+    law = Chinchilla()
+    print(f"\nshipped table ({len(points)} tuned points, {points['params'].nunique()} sizes):")
+    for label, settings in (("to convergence (default)", OptimiserSettings()),
+                            ("old cap: 100 steps, no restarts", OptimiserSettings(bootstrap_iterations=100,
+                                                                                   bootstrap_restarts=0))):
+        seconds, _, result = timed(lambda s=settings: fit(law, points, bootstrap=n_bootstrap, settings=s), repeats)
+        e_lo, e_hi = result.intervals.loc["E"]
+        print(f"  {label}: grid fit + {n_bootstrap} refits median {seconds:.2f} s; "
+              f"{result.n_failed_refits} refits not converged; E 95% [{e_lo:.3g}, {e_hi:.3g}]")
 
 
 def main() -> None:
@@ -118,7 +141,7 @@ def main() -> None:
           f"{grid.n_best_basin} in the best basin; success {grid.success}: {grid.message}")
     print(f"scalefit grid fit + {args.bootstrap} bootstrap refits: median {full_time:.3f} s "
           f"({', '.join(f'{t:.3f}' for t in full_times)}); "
-          f"{int(full.draws['converged'].sum())} refits converged")
+          f"{int(full.draws['converged'].sum())} refits converged, {full.n_failed_refits} failed (target < 3 s)")
     print("  alpha 95%: [{:.3f}, {:.3f}], beta 95%: [{:.3f}, {:.3f}] (Epoch: [0.317, 0.373], [0.331, 0.415])".format(
         *full.intervals.loc["alpha"], *full.intervals.loc["beta"]))
     print("one run, by phase: " + "; ".join(f"{k} {v:.3f} s" for k, v in phase_breakdown(points, args.bootstrap).items()))
@@ -133,6 +156,7 @@ def main() -> None:
           f"{baseline_best:.13f}")
     print(f"\nspeed-up of the grid fit over the baseline: {extrapolated / grid_time:.0f}x; "
           f"|objective difference| {abs(grid.objective - baseline_best):.2e} (target: >= 30x at <= 1e-9)")
+    shipped_table_cost(args.bootstrap, max(1, args.repeats // 2))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from scalefit.errors import FitError
+from scalefit.fitting.extrapolation import extrapolation_distance
 from scalefit.runs import final_points
 
 LEVEL = 0.95
@@ -192,22 +193,41 @@ def approach2(df: pd.DataFrame, *, min_sizes: int = 4, tolerance_decades: float 
 
 @dataclass(frozen=True)
 class JointLawAllocation:
-    """Approach 3: N_opt(C), D_opt(C) from a fitted joint law, with percentile bands over bootstrap draws."""
+    """Approach 3: N_opt(C), D_opt(C) from a fitted joint law, with percentile bands over bootstrap draws.
 
-    table: pd.DataFrame  # flops, params, params_lo, params_hi, tokens, tokens_lo, tokens_hi, tokens_per_param (+ lo, hi)
+    ``table`` has one row per budget: ``flops``, ``params`` (N_opt), ``tokens`` (D_opt), ``tokens_per_param``,
+    each with ``_lo``/``_hi`` (percentiles over the draws); ``loss`` at the optimum with ``loss_lo/hi`` (mean),
+    ``loss_obs_lo/hi`` (one new run) and ``loss_plan_lo/hi`` (planning: also the extrapolation error the
+    rollout measured, NaN without one); and ``params_decades``, ``tokens_decades``, ``flops_decades``,
+    ``decades``: how far the optimum lies beyond the fitted data.
+    """
+
+    table: pd.DataFrame
     params_exponent: float
     params_exponent_interval: tuple[float, float]
     level: float
 
     def summary(self) -> str:
         lo, hi = self.params_exponent_interval
+        pct = f"{100 * self.level:g} %"
         lines = [(f"approach 3 (joint law): N_opt ∝ C^{self.params_exponent:.3f} [{lo:.3f}, {hi:.3f}], "
-                 f"D_opt ∝ C^{1 - self.params_exponent:.3f} [{1 - hi:.3f}, {1 - lo:.3f}] (C = 6ND)"),
-                 f"{'C [FLOP]':>10} {'N_opt':>10} {'':>21} {'D_opt':>10} {'':>21} {'D/N':>7}"]
+                 f"D_opt ∝ C^{1 - self.params_exponent:.3f} [{1 - hi:.3f}, {1 - lo:.3f}] (C = 6ND; {pct} "
+                 "intervals; loss with its planning interval; decades beyond the fitted data)"),
+                 (f"{'C [FLOP]':>10} {'N_opt':>10} {'':>21} {'D_opt':>10} {'':>21} {'D/N':>7} {'loss':>7} "
+                 f"{'plan':>17} {'decades':>7}")]
         for r in self.table.itertuples():
             lines.append(f"{r.flops:>10.3g} {r.params:>10.3g} [{r.params_lo:>9.3g}, {r.params_hi:>9.3g}] "
-                         f"{r.tokens:>10.3g} [{r.tokens_lo:>9.3g}, {r.tokens_hi:>9.3g}] {r.tokens_per_param:>7.1f}")
+                         f"{r.tokens:>10.3g} [{r.tokens_lo:>9.3g}, {r.tokens_hi:>9.3g}] {r.tokens_per_param:>7.1f} "
+                         f"{r.loss:>7.4g} [{r.loss_plan_lo:>7.4g}, {r.loss_plan_hi:>7.4g}] {r.decades:>7.2f}")
+        if self.exponent_fixed:
+            lines.append("  note: the exponents are fixed at 1/2 by the fit's alpha = beta constraint, not measured")
         return "\n".join(lines)
+
+    @property
+    def exponent_fixed(self) -> bool:
+        """True when the fit tied alpha and beta: the allocation exponents are then 1/2 by construction."""
+        lo, hi = self.params_exponent_interval
+        return self.params_exponent == 0.5 and lo == hi == 0.5
 
     def to_dict(self) -> dict:
         return {"approach": "approach 3 (joint law)", "convention": "6ND", "level": self.level,
@@ -219,19 +239,22 @@ class JointLawAllocation:
                 "budgets": self.table.to_dict(orient="records")}
 
 
-def joint_law_allocation(result, flops) -> JointLawAllocation:
+def joint_law_allocation(result, flops, level: float | None = None) -> JointLawAllocation:
     """Approach 3 for a fitted law with a closed-form ``optimal_allocation`` (e.g. Chinchilla), at budgets ``flops``.
 
     The point values come from the estimate; the bands are percentiles of the same closed form evaluated on
-    each converged bootstrap draw, at the fit's level.
+    each converged bootstrap draw, at ``level`` (default: the fit's). The loss at each optimum comes with the
+    fit's three intervals (:meth:`~scalefit.fitting.FitResult.predict`), and every row says how many decades
+    beyond the fitted N, D and C ranges it lies (:func:`~scalefit.fitting.extrapolation_distance`).
     """
     law = result.law
     if not hasattr(law, "optimal_allocation"):
         raise FitError(f"the {law.name} law has no closed-form compute-optimal allocation; fit the chinchilla law")
+    level = result.level if level is None else level
     flops = np.atleast_1d(np.asarray(flops, dtype=float))
     point = law.optimal_allocation(result.params, flops)
-    draws = result.draws[result.draws["converged"]] if len(result.draws) else result.draws
-    tail = (1 - result.level) / 2
+    draws = result.usable_draws
+    tail = (1 - level) / 2
     table = point.copy()
     exponent = float(result.params["beta"] / (result.params["alpha"] + result.params["beta"]))
     exponent_interval = (float("nan"), float("nan"))
@@ -246,4 +269,12 @@ def joint_law_allocation(result, flops) -> JointLawAllocation:
             table[f"{column}_lo"], table[f"{column}_hi"] = lo[:, k], hi[:, k]
         ratio = draws["beta"] / (draws["alpha"] + draws["beta"])
         exponent_interval = tuple(float(q) for q in np.quantile(ratio, [tail, 1 - tail]))
-    return JointLawAllocation(table, exponent, exponent_interval, result.level)
+    loss = result.predict(point[["params", "tokens"]], level=level)
+    table["loss"] = loss["mean"].to_numpy()
+    for source, column in (("mean", "loss"), ("obs", "loss_obs"), ("plan", "loss_plan")):
+        table[f"{column}_lo"] = loss[f"{source}_lo"].to_numpy()
+        table[f"{column}_hi"] = loss[f"{source}_hi"].to_numpy()
+    distance = extrapolation_distance(result, point[["params", "tokens"]].assign(flops=flops))
+    for column in distance.columns:
+        table[column] = distance[column].to_numpy()
+    return JointLawAllocation(table, exponent, exponent_interval, level)

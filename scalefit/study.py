@@ -17,7 +17,7 @@ resamples whole runs). Only ``ok`` validation rows are used; the rest are counte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +36,26 @@ from scalefit.fitting import FitResult, fit
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
+from scalefit.results import DEFAULT_LEVEL, check_level
 from scalefit.runs import final_points, load_runs, select, tuned_points
+from scalefit.selection import (
+    MIN_FIT_SIZES,
+    ROLLOUT_BOOTSTRAP,
+    check_auto_options,
+    default_candidates,
+    rollout,
+    select_law,
+    size_groups,
+)
 
 POINTS = ("tuned", "final", "all")
-FIT_SCHEMA_VERSION = 1
 
 
 def make_law(name: str, x: str = "params") -> Law:
-    """The law called ``name`` (``chinchilla``, ``kaplan``, ``power``); ``x`` is the power law's column."""
+    """The law called ``name`` (``chinchilla``, ``kaplan``, ``power``); ``x`` is the power law's column.
+
+    ``auto`` (law selection by rollout) is handled by :func:`fit_runs`, not here.
+    """
     if name == "chinchilla":
         return Chinchilla()
     if name == "kaplan":
@@ -117,7 +129,7 @@ class RunsFit:
             ids = self.excluded_runs.get(what, [])
             shown = f" ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})" if ids else ""
             lines.append(f"  excluded: {n} {what}{shown}")
-        lines += ["", self.result.summary()]
+        lines += ["", str(self.result.summary())]
         if self.backtest is not None:
             lines += ["", self.backtest.summary()]
         if self.allocation is not None:
@@ -130,20 +142,10 @@ class RunsFit:
         """The ``fit.json`` document (schema in ``docs/fit-json.md``)."""
         doc = self.result.to_dict()
         doc.update({
-            "schema_version": FIT_SCHEMA_VERSION,
-            "loss": self.result.loss,
-            "n_free": self.result.n_free,
-            "fixed": self.result.fixed,
-            "seed": self.result.seed,
-            "law_spec": {"name": self.result.law.name, "inputs": list(self.result.law.inputs)},
             "source": self.source,
             "points": self.points_rule,
             "excluded": self.excluded,
             "excluded_runs": self.excluded_runs,
-            "level": self.result.level,
-            "residual_scale": float(np.sqrt(np.mean(self.result.residuals.to_numpy() ** 2))),
-            "aic": self.result.aic(),
-            "bic": self.result.bic(),
             "backtest": self.backtest.to_records() if self.backtest is not None else [],
             "backtest_summary": None if self.backtest is None else {
                 "holdout_largest": self.backtest.holdout_largest,
@@ -154,32 +156,40 @@ class RunsFit:
             "allocation": None if self.allocation is None else self.allocation.to_dict(),
             "approaches": [a.to_dict() for a in self.approaches],
             "notes": list(self.notes),
-            "draws": self.result.draws.to_dict(orient="list"),
-            "residuals": self.result.residuals.tolist(),
         })
         return json_safe(doc)
 
 
 def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str = "params",
              points: str = "tuned", holdout_largest: int = 1, budgets=None, columns=None,
-             flops_convention: str | None = None, **fit_options) -> RunsFit:
+             flops_convention: str | None = None, level: float = DEFAULT_LEVEL, **fit_options) -> RunsFit:
     """Fit a law to a runs table (a path or a loaded table), backtest it and, for Chinchilla, allocate compute.
 
     ``fit_options`` go to :func:`scalefit.fitting.fit` (``bootstrap``, ``seed``, ``fix``, ``tie``, ``loss``,
     ...). ``holdout_largest=0`` skips the backtest; it is skipped with a note when fewer than 4 sizes exist.
+    ``law="auto"`` chooses among :func:`scalefit.selection.default_candidates` by an expanding-window rollout
+    (:func:`scalefit.selection.select_law`); with any law, a rollout over 4+ sizes measures the extrapolation
+    error that the planning interval carries (docs/trust.md). ``level`` is the coverage of every interval.
     """
     if not isinstance(runs, pd.DataFrame):
         runs = load_runs(runs, columns=columns, flops_convention=flops_convention)
     source = str(runs.attrs.get("source", "runs table"))
-    law = make_law(law, x) if isinstance(law, str) else law
+    level = check_level(level)
+    auto = isinstance(law, str) and law == "auto"
+    law = Chinchilla() if auto else make_law(law, x) if isinstance(law, str) else law
     chosen, excluded, excluded_runs = select_points(runs, points)
     fit_options.setdefault("flops_convention", runs.attrs.get("flops_convention"))
     if holdout_largest < 0:
         raise ScalefitInputError(f"holdout_largest must be >= 0 (0: no backtest), not {holdout_largest}")
+    notes: list[str] = []
     try:
+        law, selection, extrapolation = _choose_and_roll_out(law, auto, chosen, fit_options, level, notes)
         result = fit(law, chosen, **fit_options)
     except FitError as err:  # name the file the points came from: the engine only sees the points
         raise FitError(f"runs table {source!r} ({len(chosen)} {points} points): {err}") from err
+    if extrapolation is None:
+        notes.append("no planning interval: a rollout needs 4+ model sizes to measure extrapolation error")
+    result = replace(result, level=level, extrapolation_error=extrapolation, selection=selection)
     notes = []
     if not result.success:
         notes.append(f"the fit did not converge ({result.message}): do not use its numbers")
@@ -204,27 +214,38 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
                    tuple(notes))
 
 
-def load_fit(path) -> FitResult:
-    """A :class:`FitResult` rebuilt from a ``fit.json`` (estimates, intervals, draws, residuals; no data)."""
-    import json
+def _choose_and_roll_out(law: Law, auto: bool, points: pd.DataFrame, fit_options: dict, level: float,
+                         notes: list[str]):
+    """The law to fit (chosen by rollout when ``auto``; ``fit_options`` get its fix/tie), the selection
+    record, and the extrapolation error measured by the rollout of that law (None without 4+ sizes)."""
+    enough = "params" in points and int(size_groups(points["params"]).max()) + 1 > MIN_FIT_SIZES
+    if auto:
+        floor = check_auto_options(fit_options.pop("fix", None), fit_options.pop("tie", None))
+        candidates = default_candidates(floor)
+        if not enough:
+            notes.append(f"law auto: fewer than {MIN_FIT_SIZES + 1} model sizes, nothing to choose by; fitted "
+                         f"{candidates[0].name}")
+            fit_options.update(fix=candidates[0].fix, tie=candidates[0].tie)
+            return candidates[0].law, None, None
+        selection = select_law(points, candidates, level=level, **fit_options)
+        picked = next(c for c in candidates if c.name == selection.chosen)
+        fit_options.update(fix=picked.fix, tie=picked.tie)
+        return picked.law, selection.to_dict(candidates), selection.rollouts[picked.name].extrapolation_error()
+    if not enough:
+        return law, None, None
+    options = {k: v for k, v in fit_options.items() if k != "bootstrap"}
+    rolled = rollout(points, lambda train: fit(law, train, bootstrap=ROLLOUT_BOOTSTRAP, **options), law.name,
+                     level=level)
+    return law, None, rolled.extrapolation_error()
 
-    try:
-        doc = json.loads(Path(path).read_text())
-        spec = doc["law_spec"]
-        law = make_law(spec["name"], x=spec["inputs"][0])
-        draws = pd.DataFrame(doc["draws"]).astype({"converged": bool}) if doc.get("draws") else pd.DataFrame()
-        intervals = pd.DataFrame.from_dict(doc["intervals"], orient="index", columns=["lo", "hi"], dtype=float)
-        return FitResult(
-            law=law, params=pd.Series(doc["params"], dtype=float), intervals=intervals,
-            interval_method=doc["interval_method"], success=doc["success"], message=doc["message"],
-            objective=doc["objective"], loss=doc["loss"], n_points=doc["n_points"], n_starts=doc["n_starts"],
-            n_pruned=doc["n_pruned"], n_converged=doc["n_converged"], n_best_basin=doc["n_best_basin"],
-            draws=draws, data=pd.DataFrame(columns=[*law.inputs, "loss"]),
-            residuals=pd.Series(doc["residuals"], dtype=float), flops_convention=doc["flops_convention"],
-            n_free=doc["n_free"], fixed=doc["fixed"], level=doc["level"], seed=doc["seed"],
-        )
-    except FileNotFoundError:
+
+def load_fit(path) -> FitResult:
+    """:meth:`FitResult.load` with messages that say how to make a ``fit.json`` (the CLI's ``--fit``)."""
+    path = Path(path)
+    if not path.exists():
         raise ScalefitInputError(f"{path}: no such file; write one with `scalefit fit RUNS --json {path}`")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ScalefitInputError(f"{path}: not a fit.json written by `scalefit fit` ({type(err).__name__}: {err}); "
-                                 "refit and write it again with --json or --out") from err
+    try:
+        return FitResult.load(path)
+    except ScalefitInputError as err:
+        raise ScalefitInputError(f"{err} — not a fit.json written by `scalefit fit`; refit and write it again "
+                                 "with --json or --out") from None

@@ -129,7 +129,7 @@ def test_fixed_parameter_stays_at_its_value_in_estimate_draws_and_interval(chinc
     assert (result.draws["alpha"] == 0.3).all()
     assert tuple(result.intervals.loc["alpha"]) == (0.3, 0.3)
     assert result.n_free == 4 and result.fixed == {"alpha": 0.3}
-    assert "fixed" in result.summary()
+    assert "fixed" in str(result.summary())
 
 
 def test_fixing_a_log_scaled_parameter_by_its_reported_name(chinchilla_points):
@@ -249,8 +249,8 @@ def test_prediction_band_contains_the_confidence_band(chinchilla_fit):
 def test_intervals_need_bootstrap_draws(chinchilla_points):
     result = fit(Chinchilla(), chinchilla_points, starts=SMALL_GRID, bootstrap=0)
     assert result.interval_method == "none" and result.intervals.isna().all().all()
-    with pytest.raises(ValueError, match="bootstrap > 0"):
-        result.predict({"params": [1e8], "tokens": [1e9]})
+    band = result.predict({"params": [1e8], "tokens": [1e9]})
+    assert np.isfinite(band["mean"]).all() and band.drop(columns="mean").isna().all(axis=None)
 
 
 def test_to_dict_is_json_with_the_documented_keys(chinchilla_fit):
@@ -261,8 +261,8 @@ def test_to_dict_is_json_with_the_documented_keys(chinchilla_fit):
 
 
 def test_summary_and_html_show_estimates_and_diagnostics(chinchilla_fit):
-    text = chinchilla_fit.summary()
-    for needle in ("alpha", "beta", "2.5%", "97.5%", "Success:", "Best basin:", "bootstrap-point"):
+    text = str(chinchilla_fit.summary())
+    for needle in ("alpha", "beta", "95 %", "Success:", "Best basin:", "bootstrap-point"):
         assert needle in text
     assert "<table>" in chinchilla_fit._repr_html_()
 

@@ -1,9 +1,15 @@
-"""Bootstrap refits: resample points or whole runs, refit every replicate at once, take percentiles.
+"""Bootstrap refits: resample points or whole runs, refit every replicate to convergence, take percentiles.
 
 A replicate is a vector of integer multiplicities (how many times each point was drawn), so a resampled
 fit is the original objective with those multiplicities as extra point weights; all replicates are
 refitted together by :func:`~scalefit.fitting.optimiser.damped_gauss_newton`, each starting at the
-full-data optimum (Efron & Tibshirani 1993, ch. 6 and 13, for the percentile interval).
+full-data optimum and stopping on the main fit's convergence test (Efron & Tibshirani 1993, ch. 6 and 13,
+for the percentile interval). A refit that has not converged then restarts from the main fit's other
+basins; refits that still fail are counted, never silently dropped.
+
+A bootstrap over too few resampling units does not describe uncertainty: one run resampled gives the same
+fit 1000 times (an interval of zero width), two runs give three distinct fits. :func:`identification_issue`
+says when that is the case, and the fit then reports its intervals as not identified.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import pandas as pd
 
 from scalefit.fitting.objective import Objective
 from scalefit.fitting.optimiser import LocalFits, OptimiserSettings, damped_gauss_newton
+
+#: Fewer distinct replicates than this (or than half the replicates) leave percentile tails undefined.
+MIN_DISTINCT_REPLICATES = 50
+#: A joint law needs this many distinct values of each input to separate a term's amplitude, exponent and E.
+MIN_DISTINCT_INPUT_VALUES = 3
 
 
 def resample_counts(
@@ -41,19 +52,79 @@ def resample_counts(
 
 
 def refit_replicates(
-    objective: Objective, optimum: np.ndarray, counts: np.ndarray, settings: OptimiserSettings
+    objective: Objective,
+    optimum: np.ndarray,
+    counts: np.ndarray,
+    settings: OptimiserSettings,
+    restarts: np.ndarray | None = None,
 ) -> LocalFits:
-    """Refit every replicate (rows of ``counts``) from ``optimum``, vectorised across replicates.
+    """Refit every replicate (rows of ``counts``) to convergence, vectorised across replicates.
 
-    Each refit is local: it starts at the full-data optimum and follows the resampled objective
-    downhill. Where the full data have competing basins this can understate uncertainty; the draws'
-    ``converged`` flags say which refits finished.
+    Each refit starts at the full-data optimum and runs the damped Gauss-Newton iteration until the main
+    fit's convergence test holds (``settings.ftol``) or ``settings.bootstrap_iterations`` steps pass. A
+    refit still not converged is restarted from each of the first ``settings.bootstrap_restarts`` rows of
+    ``restarts`` (the main fit's distinct basins, see :class:`~scalefit.fitting.optimiser.MultiStart`); the
+    best converged restart replaces it. The ``converged`` flags of the result say which refits finished.
     """
     starts = np.tile(np.asarray(optimum, dtype=float), (len(counts), 1))
-    return damped_gauss_newton(
+    fits = damped_gauss_newton(
         objective, starts, weights=counts, max_iterations=settings.bootstrap_iterations, ftol=settings.ftol,
         outlier_weight=settings.converge_outlier_weight,
     )
+    stalled = np.flatnonzero(~fits.converged)
+    if restarts is None or not len(restarts) or not len(stalled) or not settings.bootstrap_restarts:
+        return fits
+    points = np.asarray(restarts, dtype=float)[: settings.bootstrap_restarts]
+    n_restarts = len(points)
+    again = damped_gauss_newton(
+        objective, np.tile(points, (len(stalled), 1)), weights=np.repeat(counts[stalled], n_restarts, axis=0),
+        max_iterations=settings.bootstrap_iterations, ftol=settings.ftol,
+        outlier_weight=settings.converge_outlier_weight,
+    )
+    objective_values = np.where(again.converged, again.objective, np.inf).reshape(len(stalled), n_restarts)
+    best = np.argmin(objective_values, axis=1)
+    rescued = np.isfinite(objective_values[np.arange(len(stalled)), best])
+    rows = np.arange(len(stalled)) * n_restarts + best
+    for target, source in zip(stalled[rescued], rows[rescued]):
+        fits.z[target] = again.z[source]
+        fits.objective[target] = again.objective[source]
+        fits.converged[target] = True
+        fits.iterations[target] += again.iterations[source]
+    return fits
+
+
+def identification_issue(counts: np.ndarray, units: int, unit_name: str, inputs: pd.DataFrame) -> str | None:
+    """Why a bootstrap cannot give an interval here, or None when it can.
+
+    Parameters
+    ----------
+    counts
+        The replicates' multiplicities (draws, points).
+    units
+        Number of resampling units (runs for a run bootstrap, points for a point bootstrap).
+    unit_name
+        ``"run"`` or ``"point"``, for the message.
+    inputs
+        The law's input columns of the fitted points (one column for a power law, two for a joint law).
+
+    A bootstrap over ``G`` units has at most ``C(2G − 1, G)`` distinct replicates (3 for two runs, 10 for
+    three): fewer than ``min(50, draws / 2)`` distinct replicates leave the percentile tails undefined. A
+    joint law (two or more inputs) whose fitted points hold fewer than 3 distinct values of an input cannot
+    separate that input's amplitude and exponent from E, whatever the resampling.
+    """
+    distinct = len(np.unique(counts, axis=0))
+    needed = min(MIN_DISTINCT_REPLICATES, len(counts) // 2)
+    if distinct < needed:
+        plural = "s" if units != 1 else ""
+        return (f"the bootstrap resamples {units} {unit_name}{plural}, which gives {distinct} distinct refit(s) "
+                f"of {len(counts)}: no interval can be read from that; add runs (or resample points)")
+    if inputs.shape[1] >= 2:
+        for column in inputs.columns:
+            n_values = inputs[column].nunique()
+            if n_values < MIN_DISTINCT_INPUT_VALUES:
+                return (f"only {n_values} distinct value(s) of {column!r}: a joint law's {column} term is not "
+                        f"identified by its bootstrap; add a third {column} value or fix that exponent")
+    return None
 
 
 def percentile_intervals(draws: pd.DataFrame, level: float) -> pd.DataFrame:

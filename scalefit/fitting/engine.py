@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError
-from scalefit.fitting.bootstrap import percentile_intervals, refit_replicates, resample_counts
+from scalefit.fitting.bootstrap import identification_issue, refit_replicates, resample_counts
+from scalefit.fitting.extrapolation import fitted_ranges
 from scalefit.fitting.objective import LOSSES, Loss, Objective
 from scalefit.fitting.optimiser import MultiStart, OptimiserSettings, Polished, multistart, polish
 from scalefit.fitting.parameters import FreeParameters, free_parameters
 from scalefit.fitting.result import FitResult
 from scalefit.laws.base import Law
-
-_LEVEL = 0.95
 
 
 def fit(
@@ -68,8 +67,11 @@ def fit(
         DataFrame of full parameter vectors in the law's parameter order.
     bootstrap
         Number of bootstrap refits; 0 for none (then ``interval_method == "none"``). Each refit starts at
-        the full-data optimum (a local refit, as cheap as it is fast); where the data admit competing
-        basins the intervals describe the uncertainty within the chosen one.
+        the full-data optimum and runs to the main fit's convergence test; one that stalls restarts from
+        the other basins the start grid found. Refits that still fail are counted
+        (``n_failed_refits``); more than 2 % make the result suspect. With too few resampling units (one
+        or two runs) or too few values of an input, the intervals are reported as not identified
+        (``interval_issue``; NaN bounds) instead of as a falsely tight interval.
     resample
         ``"run"`` (resample whole runs by ``run_id``) or ``"point"``. Default: ``"run"`` when ``data`` has
         a ``run_id`` column and some run has several rows, else ``"point"``.
@@ -119,27 +121,25 @@ def fit(
     success, message = _verdict(search, polished, free, settings)
     theta = free.expand(polished.z[None])
 
-    interval_method = "none"
+    interval_method, issue, n_units = "none", None, 0
     draws = pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"])
     if bootstrap:
         rng = np.random.default_rng(seed)
-        counts = resample_counts(len(points), bootstrap, rng, points["run_id"].to_numpy() if by_run else None)
-        refits = refit_replicates(objective, polished.z, counts, settings)
+        groups = points["run_id"].to_numpy() if by_run else None
+        n_units = points["run_id"].nunique() if by_run else len(points)
+        counts = resample_counts(len(points), bootstrap, rng, groups)
+        refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
         draws = _reported_frame(law, free.expand(refits.z))
         draws["objective"] = refits.objective
         draws["converged"] = refits.converged
         interval_method = "bootstrap-run" if by_run else "bootstrap-point"
+        issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)])
 
     params = _reported_frame(law, theta).iloc[0]
-    if interval_method == "none":
-        intervals = pd.DataFrame(np.nan, index=params.index, columns=["lo", "hi"])
-    else:
-        intervals = percentile_intervals(draws.loc[draws["converged"], list(params.index)], _LEVEL)
     residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
     return FitResult(
         law=law,
         params=params,
-        intervals=intervals,
         interval_method=interval_method,
         success=success,
         message=message,
@@ -156,8 +156,11 @@ def fit(
         flops_convention=_flops_convention(flops_convention, data),
         n_free=len(free.names),
         fixed={law.parameter(name).reported: float(params[law.parameter(name).reported]) for name in free.fixed},
-        level=_LEVEL,
         seed=seed,
+        ranges=fitted_ranges(points),
+        n_units=n_units,
+        interval_issue=issue,
+        tied=tuple(name for name in free.names if "=" in name),
     )
 
 

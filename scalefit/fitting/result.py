@@ -1,8 +1,13 @@
-"""The result of a fit: named estimates, their uncertainty, and whether they can be trusted."""
+"""The result of a fit: named estimates, their uncertainty, whether they can be trusted, and predictions.
+
+:class:`FitResult` follows the shared result protocol (:mod:`scalefit.results`): intervals are computed from
+the stored bootstrap draws when asked (``conf_int(level)``), predictions come as one frame (``mean``,
+``mean_lo/hi``, ``obs_lo/hi``, ``plan_lo/hi``), ``status`` is ok / suspect / failed with its ``reasons``,
+and the result saves to and loads from ``fit.json`` (docs/fit-json.md), checked on load.
+"""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,12 +15,45 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scalefit.errors import ScalefitInputError
+from scalefit.fitting.extrapolation import ExtrapolationError, extrapolation_distance
+from scalefit.io import json_safe
+from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
+from scalefit.results import (
+    DEFAULT_LEVEL,
+    STATUSES,
+    Result,
+    Summary,
+    check_level,
+    level_label,
+    prediction_frame,
+    register,
+    status_from,
+)
+
+#: More failed bootstrap refits than this share make the result suspect.
+MAX_FAILED_REFIT_SHARE = 0.02
+#: Laws a saved fit can name (``law_spec.name``), rebuilt from ``law_spec.inputs``.
+SAVABLE_LAWS = {"chinchilla": lambda inputs: Chinchilla(), "kaplan": lambda inputs: Kaplan(),
+                "power": lambda inputs: PowerLaw(x=inputs[0])}
 
 
+def law_from_spec(spec: Mapping) -> Law:
+    """The law a saved ``law_spec`` (``name``, ``inputs``) names, or a clear error."""
+    name = spec.get("name")
+    if name not in SAVABLE_LAWS:
+        raise ScalefitInputError(f"law {name!r} is not one scalefit can rebuild ({', '.join(SAVABLE_LAWS)})")
+    inputs = list(spec.get("inputs") or ["params"])
+    if name == "power" and inputs[0] not in ("params", "tokens", "flops"):
+        raise ScalefitInputError(f"a power law in {inputs[0]!r}: use params, tokens or flops")
+    return SAVABLE_LAWS[name](inputs)
+
+
+@register
 @dataclass(frozen=True, eq=False)
-class FitResult:
-    """A fitted law: estimates, bootstrap intervals and draws, diagnostics, and predictions.
+class FitResult(Result):
+    """A fitted law: estimates, bootstrap draws, diagnostics, and predictions.
 
     Attributes
     ----------
@@ -25,45 +63,55 @@ class FitResult:
         Estimates in the law's reported names (e.g. ``E, A, B, alpha, beta``), followed by derived
         quantities (e.g. ``x0`` for :class:`~scalefit.laws.PowerLaw`). Fixed parameters appear at their
         fixed value.
-    intervals
-        ``lo``/``hi`` per entry of ``params`` at :attr:`level`, made by :attr:`interval_method`; NaN when
-        ``interval_method == "none"``.
     interval_method
         ``"bootstrap-run"`` (whole runs resampled), ``"bootstrap-point"`` or ``"none"``.
-    level
-        Coverage of :attr:`intervals` (0.95).
     success, message
         Whether the optimum can be trusted, and why: scipy L-BFGS-B's message for the final polish, prefixed
         by our own reason when we overrule it (no start converged, not stationary, a parameter on a bound).
-    objective
-        The objective at the optimum (e.g. the sum of Huber losses of log residuals).
-    loss
-        Description of the objective (e.g. ``huber(delta=0.001) on log L``).
+    objective, loss
+        The objective at the optimum and its description (e.g. ``huber(delta=0.001) on log L``).
     n_points
         Points fitted.
     n_starts, n_pruned, n_converged, n_best_basin
         Starts tried; set aside by successive halving; converged; converged to within ``basin_rtol`` of
-        the best objective. Many starts in the best basin is evidence that the optimum is global.
+        the best. Many starts in the best basin is evidence that the optimum is global.
     draws
         One row per bootstrap refit: reported and derived parameters, ``objective`` and ``converged``.
-        Intervals use converged rows only.
+        Intervals use converged rows only; failed refits are counted in :attr:`n_failed_refits`.
     data
-        The points fitted (law inputs, ``loss``, and ``run_id`` when present).
+        The points fitted (law inputs, ``loss``, and ``run_id`` when present); empty after :meth:`load`.
     residuals
-        ``log L − log L̂`` per point of :attr:`data` (log residuals whatever the loss).
+        ``log L − log L̂`` per fitted point (log residuals whatever the loss).
     flops_convention
         How FLOPs were counted (``"6ND"``, ``"6ND+attn"``) when known, else None.
-    n_free
-        Number of free parameters (after fixing and tying).
-    fixed
-        Reported name -> value of fixed parameters.
+    n_free, fixed
+        Number of free parameters (after fixing and tying); reported name -> value of fixed parameters.
+    level
+        Default coverage of :attr:`intervals` and of predictions (0.95).
     seed
-        Seed of the bootstrap; also seeds the residual draws of prediction intervals.
+        Seed of the bootstrap; also seeds the residual and extrapolation draws of predictions.
+    ranges
+        ``{column: (min, max)}`` of ``params``, ``tokens``, ``flops`` among the fitted points.
+    n_units
+        Resampling units of the bootstrap (runs or points).
+    interval_issue
+        Why the bootstrap cannot identify intervals (too few units, too few distinct refits, too few values
+        of an input), or None. Intervals are then NaN and the result is suspect.
+    extrapolation_error
+        What a rollout measured about extrapolating this law (for the planning interval), or None.
+    selection
+        The law-selection record when the law was chosen by rollout (:mod:`scalefit.selection`), else None.
+    notes
+        Free-text remarks.
+    tied
+        Groups of parameters fitted as one, e.g. ``("alpha=beta",)``.
     """
+
+    kind = "fit"
+    schema_version = 2
 
     law: Law
     params: pd.Series
-    intervals: pd.DataFrame
     interval_method: str
     success: bool
     message: str
@@ -80,17 +128,63 @@ class FitResult:
     flops_convention: str | None
     n_free: int
     fixed: dict[str, float] = field(default_factory=dict)
-    level: float = 0.95
+    level: float = DEFAULT_LEVEL
     seed: int = 0
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    n_units: int = 0
+    interval_issue: str | None = None
+    extrapolation_error: ExtrapolationError | None = None
+    selection: dict | None = None
+    notes: tuple[str, ...] = ()
+    tied: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ status and intervals
+    @property
+    def n_failed_refits(self) -> int:
+        """Bootstrap refits that did not converge (after restarts)."""
+        return int((~self.draws["converged"].astype(bool)).sum()) if len(self.draws) else 0
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return status_from(*self._reason_lists())[1]
+
+    @property
+    def status(self) -> str:
+        return status_from(*self._reason_lists())[0]
+
+    def _reason_lists(self) -> tuple[list[str], list[str]]:
+        failed = [] if self.success else [f"the fit did not converge: {self.message}"]
+        suspect = []
+        if self.interval_issue:
+            suspect.append(f"intervals NOT IDENTIFIED: {self.interval_issue}")
+        if len(self.draws) and self.n_failed_refits > MAX_FAILED_REFIT_SHARE * len(self.draws):
+            suspect.append(f"{self.n_failed_refits} of {len(self.draws)} bootstrap refits did not converge "
+                           f"(> {MAX_FAILED_REFIT_SHARE:.0%}): the intervals may miss a tail")
+        return failed, suspect
+
+    @property
+    def usable_draws(self) -> pd.DataFrame:
+        """The draws intervals come from: converged refits; none when the intervals are not identified."""
+        if self.interval_issue or not len(self.draws):
+            return self.draws.iloc[:0]
+        return self.draws[self.draws["converged"].astype(bool)]
+
+    def _interval_draws(self) -> pd.DataFrame:
+        return self.usable_draws
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        """``lo``/``hi`` per entry of :attr:`params` at :attr:`level` (``conf_int(self.level)``)."""
+        return self.conf_int(self.level)
 
     # ------------------------------------------------------------------ prediction
     def predict(
         self,
         X: pd.DataFrame | Mapping[str, object],
-        interval: str | None = "confidence",
-        level: float = 0.95,
+        interval: str | None = "all",
+        level: float | None = None,
     ) -> pd.DataFrame:
-        """Predicted loss at new inputs, with a confidence or a prediction band.
+        """Predicted loss at new inputs with intervals of the mean, of one new run and for planning.
 
         Parameters
         ----------
@@ -98,44 +192,57 @@ class FitResult:
             The law's input columns (e.g. ``params`` and ``tokens``), as a DataFrame or a mapping of
             arrays or scalars.
         interval
-            ``"confidence"``: band of the *mean* loss, the ``level`` percentile interval of the predictions
-            of the bootstrap draws. ``"prediction"``: band of a *new observation*: each draw's log
-            prediction plus one log residual of this fit drawn at random for that draw (seeded by
-            :attr:`seed`; the same for every point of ``X``), so the band adds the observed scatter around
-            the law to the uncertainty of the law (in-sample residuals, so slightly optimistic). ``None``: the point prediction only.
+            ``"all"`` (default): the protocol frame ``mean, mean_lo, mean_hi, obs_lo, obs_hi, plan_lo,
+            plan_hi``. ``"confidence"`` or ``"prediction"``: ``mean, lo, hi`` with the mean or the new-run
+            bounds. ``None``: ``mean`` only.
         level
-            Coverage of the band.
+            Coverage of the intervals (default :attr:`level`).
 
-        Returns
-        -------
-        pandas.DataFrame
-            ``mean`` (the prediction at the estimate) and, with an interval, ``lo`` and ``hi``; indexed
-            like ``X``.
-
-        Raises
-        ------
-        ValueError
-            For an unknown ``interval``, or an interval when the fit has no bootstrap draws.
+        Notes
+        -----
+        With ``ℓ_b`` the log prediction of converged bootstrap draw ``b``: the *mean* interval is the
+        percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one log residual of this fit drawn
+        at random per draw (``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
+        same amount along its whole curve); the *planning* interval also adds ``s · d(x) · z_b`` with
+        ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
+        error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
+        no draws, its intervals are not identified, or (planning) no rollout measured ``s``.
         """
+        level = check_level(self.level if level is None else level)
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame({k: np.atleast_1d(v) for k, v in X.items()})
-        inputs = self.law.input_array(frame)
         mean = self.law.predict(self.params, frame)
         if interval is None:
-            return pd.DataFrame({"mean": mean}, index=frame.index)
-        if interval not in ("confidence", "prediction"):
-            raise ValueError(f"interval must be 'confidence', 'prediction' or None, not {interval!r}")
-        draws = self.draws[self.draws["converged"]] if len(self.draws) else self.draws
+            return prediction_frame(mean, index=frame.index)
+        if interval not in ("all", "confidence", "prediction"):
+            raise ValueError(f"interval must be 'all', 'confidence', 'prediction' or None, not {interval!r}")
+        draws = self.usable_draws
+        nan = np.full(len(frame), np.nan)
         if not len(draws):
-            raise ValueError("this fit has no converged bootstrap draws; refit with bootstrap > 0 for intervals")
-        log_draws = self.law.log_predict(self.law.to_fitted(draws), inputs)
-        if interval == "prediction":
-            # One residual per draw, shared by all points: a new run sits off the law by about the same
-            # amount along its whole curve, and the band stays smooth in x.
-            rng = np.random.default_rng(self.seed)
-            log_draws = log_draws + rng.choice(self.residuals.to_numpy(), size=(len(log_draws), 1))
+            if interval != "all":
+                return pd.DataFrame({"mean": mean, "lo": nan, "hi": nan}, index=frame.index)
+            return prediction_frame(mean, index=frame.index, **dict.fromkeys(
+                ("mean_lo", "mean_hi", "obs_lo", "obs_hi", "plan_lo", "plan_hi"), nan))
+        log_draws = self.law.log_predict(self.law.to_fitted(draws), self.law.input_array(frame))
+        rng = np.random.default_rng(self.seed)
+        noise = rng.choice(self.residuals.to_numpy(), size=(len(log_draws), 1))
         tail = (1.0 - level) / 2.0
-        lo, hi = np.quantile(np.exp(log_draws), [tail, 1.0 - tail], axis=0)
-        return pd.DataFrame({"mean": mean, "lo": lo, "hi": hi}, index=frame.index)
+
+        def bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return tuple(np.quantile(np.exp(values), [tail, 1.0 - tail], axis=0))
+
+        if interval == "confidence":
+            return pd.DataFrame(dict(zip(("mean", "lo", "hi"), (mean, *bounds(log_draws)))), index=frame.index)
+        if interval == "prediction":
+            return pd.DataFrame(dict(zip(("mean", "lo", "hi"), (mean, *bounds(log_draws + noise)))),
+                                index=frame.index)
+        mean_lo, mean_hi = bounds(log_draws)
+        obs_lo, obs_hi = bounds(log_draws + noise)
+        plan_lo = plan_hi = nan
+        if self.extrapolation_error is not None:
+            sd = self.extrapolation_error.log_sd(extrapolation_distance(self, frame)["decades"].to_numpy())
+            plan_lo, plan_hi = bounds(log_draws + noise + rng.standard_normal((len(log_draws), 1)) * sd[None, :])
+        return prediction_frame(mean, index=frame.index, mean_lo=mean_lo, mean_hi=mean_hi, obs_lo=obs_lo,
+                                obs_hi=obs_hi, plan_lo=plan_lo, plan_hi=plan_hi)
 
     # ------------------------------------------------------------------ model comparison
     def _log_likelihood(self) -> float:
@@ -148,7 +255,7 @@ class FitResult:
 
         ``k`` is the number of free parameters plus one (the variance). Whatever the fit's loss, the
         likelihood is Gaussian on ``log L − log L̂`` and ignores point weights: compare fits of the same
-        points with it.
+        points with it (and do not choose an extrapolating law by it: docs/trust.md).
         """
         return 2.0 * (self.n_free + 1) - 2.0 * self._log_likelihood()
 
@@ -157,89 +264,150 @@ class FitResult:
         return (self.n_free + 1) * math.log(self.n_points) - 2.0 * self._log_likelihood()
 
     # ------------------------------------------------------------------ reporting
-    def _table(self) -> pd.DataFrame:
-        table = pd.DataFrame({"estimate": self.params, "lo": self.intervals["lo"], "hi": self.intervals["hi"]})
+    def _table(self, level: float) -> pd.DataFrame:
+        intervals = self.conf_int(level)
+        table = pd.DataFrame({"estimate": self.params, "lo": intervals["lo"], "hi": intervals["hi"]})
         table["note"] = ""
         table.loc[[n for n in table.index if n in self.fixed], "note"] = "fixed"
         table.loc[[n for n in table.index if n in self.law.derived_names], "note"] = "derived"
         return table
 
-    def _header(self) -> list[tuple[str, str]]:
-        converged = int(self.draws["converged"].sum()) if len(self.draws) else 0
+    def _intervals_line(self, level: float) -> str:
         if self.interval_method == "none":
-            intervals = "none (bootstrap=0)"
-        else:
-            intervals = f"{self.interval_method}, {converged} of {len(self.draws)} refits converged"
-        return [
-            ("Law", repr(self.law)),
-            ("Loss", self.loss),
-            ("Points", str(self.n_points)),
+            return "none (bootstrap=0)"
+        converged = len(self.draws) - self.n_failed_refits
+        line = (f"{self.interval_method} over {self.n_units} units, {converged} of {len(self.draws)} refits "
+                f"converged ({self.n_failed_refits} failed); {level_label(level)}")
+        return line + (" — NOT IDENTIFIED" if self.interval_issue else "")
+
+    def summary(self, level: float | None = None) -> Summary:
+        """Fit diagnostics, estimates with intervals at ``level``, the law selection when there was one."""
+        level = check_level(self.level if level is None else level)
+        header = [
+            ("Law", repr(self.law)), ("Loss", self.loss), ("Points", str(self.n_points)),
             ("Objective", f"{self.objective:.10g}"),
             ("Starts", f"{self.n_starts} ({self.n_pruned} pruned, {self.n_converged} converged)"),
-            ("Best basin", f"{self.n_best_basin} starts"),
-            ("Success", str(self.success)),
-            ("Message", self.message),
-            ("Intervals", f"{intervals}; level {self.level:g}"),
+            ("Best basin", f"{self.n_best_basin} starts"), ("Success", str(self.success)),
+            ("Message", self.message), ("Intervals", self._intervals_line(level)),
             ("FLOPs", self.flops_convention or "n/a"),
         ]
-
-    def summary(self) -> str:
-        """A text report in the manner of statsmodels' ``summary()``: fit diagnostics, then estimates."""
-        lo_label, hi_label = f"{50 * (1 - self.level):g}%", f"{100 - 50 * (1 - self.level):g}%"
-        rows = [
-            f"{name:<12}{value:>14.6g}{lo:>14.6g}{hi:>14.6g}  {note}".rstrip()
-            for name, (value, lo, hi, note) in self._table().iterrows()
-        ]
-        width = max(72, *(len(r) for r in rows))
-        header = [f"{key + ':':<12}{value}" for key, value in self._header()]
-        estimates = f"{'':<12}{'estimate':>14}{lo_label:>14}{hi_label:>14}"
-        return "\n".join(
-            [f"scalefit fit: {self.law.name}".center(width), "=" * width, *header, "-" * width, estimates,
-             *rows, "=" * width]
-        )
-
-    def _repr_html_(self) -> str:
-        escape = html.escape
-        header = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
-                         for k, v in self._header())
-        rows = "".join(
-            f"<tr><th>{escape(str(name))}</th><td>{value:.6g}</td><td>{lo:.6g}</td><td>{hi:.6g}</td>"
-            f"<td>{escape(note)}</td></tr>"
-            for name, (value, lo, hi, note) in self._table().iterrows()
-        )
-        return (
-            f"<div><strong>scalefit fit: {escape(self.law.name)}</strong><table>{header}</table>"
-            f"<table><tr><th></th><th>estimate</th><th>lo</th><th>hi</th><th></th></tr>{rows}</table></div>"
-        )
+        if self.tied or self.fixed:
+            constraints = [*self.tied, *(f"{k} fixed at {v:g}" for k, v in self.fixed.items())]
+            header.insert(1, ("Constraints", ", ".join(constraints)))
+        if self.extrapolation_error is not None:
+            e = self.extrapolation_error
+            header.append(("Planning", (f"+{e.per_decade:.3g} log-loss s.d. per decade beyond the data (rollout "
+                                        f"of {e.law}: {e.n_points} held-out points, {e.n_windows} windows, up "
+                                        f"to {e.max_decades:.2g} decades)")))
+        tables = [(f"Estimates with {level_label(level)} intervals", self._table(level))]
+        notes = list(self.notes)
+        if self.selection:
+            tables.append(("Law selection by rollout (expanding windows)", selection_table(self.selection)))
+            notes += [self.selection["reason"], *([self.selection["disagreement"]]
+                                                   if self.selection.get("disagreement") else [])]
+        return Summary(f"scalefit fit: {self.law.name}", header, tables, notes, self.status, self.reasons,
+                       float_format="{:.6g}")
 
     def __repr__(self) -> str:
         estimates = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
-        return f"FitResult({self.law!r}, {estimates}, success={self.success})"
-
-    def to_dict(self) -> dict:
-        """A JSON-able summary (no draws or data); non-finite numbers become None."""
-
-        def number(value: float) -> float | None:
-            return float(value) if np.isfinite(value) else None
-
-        return {
-            "law": repr(self.law),
-            "params": {k: number(v) for k, v in self.params.items()},
-            "intervals": {k: [number(lo), number(hi)] for k, (lo, hi) in self.intervals[["lo", "hi"]].iterrows()},
-            "interval_method": self.interval_method,
-            "objective": number(self.objective),
-            "success": bool(self.success),
-            "message": self.message,
-            "n_points": self.n_points,
-            "n_starts": self.n_starts,
-            "n_pruned": self.n_pruned,
-            "n_converged": self.n_converged,
-            "n_best_basin": self.n_best_basin,
-            "flops_convention": self.flops_convention,
-        }
+        return f"FitResult({self.law!r}, {estimates}, status={self.status!r})"
 
     def plot(self, **kwargs):
         """Plot the data and the fitted law; see :func:`scalefit.plots.plot_fit` for options."""
         from scalefit.plots import plot_fit
 
         return plot_fit(self, **kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        """The fit's part of ``fit.json`` (docs/fit-json.md): strict-JSON-able, non-finite numbers as None."""
+        return json_safe({
+            **self._envelope(),
+            "law": repr(self.law),
+            "law_spec": {"name": self.law.name, "inputs": list(self.law.inputs)},
+            "params": self.params.to_dict(),
+            "intervals": {k: [lo, hi] for k, (lo, hi) in self.intervals[["lo", "hi"]].iterrows()},
+            "interval_method": self.interval_method, "interval_issue": self.interval_issue, "level": self.level,
+            "objective": self.objective, "loss": self.loss, "success": bool(self.success), "message": self.message,
+            "status": self.status, "reasons": list(self.reasons), "fit_notes": list(self.notes),
+            "n_points": self.n_points, "n_starts": self.n_starts, "n_pruned": self.n_pruned,
+            "n_converged": self.n_converged, "n_best_basin": self.n_best_basin, "n_free": self.n_free,
+            "fixed": self.fixed, "tied": list(self.tied), "seed": self.seed, "flops_convention": self.flops_convention,
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "bootstrap": {"n_units": self.n_units, "n_refits": len(self.draws),
+                          "n_failed": self.n_failed_refits},
+            "residual_scale": float(np.sqrt(np.mean(self.residuals.to_numpy() ** 2))),
+            "aic": self.aic(), "bic": self.bic(),
+            "extrapolation_error": None if self.extrapolation_error is None else self.extrapolation_error.to_dict(),
+            "selection": self.selection,
+            "draws": self.draws.to_dict(orient="list"),
+            "residuals": self.residuals.tolist(),
+        })
+
+    @classmethod
+    def _from_document(cls, doc: dict, source) -> FitResult:
+        if "kind" not in doc and doc.get("schema_version") == 1 and "law_spec" in doc:
+            doc = {**doc, "kind": cls.kind}  # fit.json written before the shared protocol (schema 1)
+        return super()._from_document(doc, source)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> FitResult:
+        """Rebuild a fit from :meth:`to_dict` (or a schema-1 ``fit.json``), checking what it holds."""
+        law = law_from_spec(doc["law_spec"])
+        params = pd.Series({k: (math.nan if v is None else float(v)) for k, v in doc["params"].items()})
+        _check_params(law, params)
+        if doc.get("status", "ok") not in STATUSES:
+            raise ScalefitInputError(f"status {doc['status']!r} is not one of {', '.join(STATUSES)}")
+        draws = pd.DataFrame(doc.get("draws") or {})
+        if len(draws):
+            missing = [n for n in (*law.reported_names, "converged") if n not in draws.columns]
+            if missing:
+                raise ScalefitInputError(f"the bootstrap draws lack {missing}")
+            draws = draws.astype({"converged": bool}).astype({n: float for n in law.reported_names})
+        bootstrap = doc.get("bootstrap") or {}
+        error = doc.get("extrapolation_error")
+        return cls(
+            law=law, params=params, interval_method=doc["interval_method"], success=bool(doc["success"]),
+            message=doc["message"], objective=float(doc["objective"]), loss=doc["loss"],
+            n_points=int(doc["n_points"]), n_starts=int(doc["n_starts"]), n_pruned=int(doc["n_pruned"]),
+            n_converged=int(doc["n_converged"]), n_best_basin=int(doc["n_best_basin"]), draws=draws,
+            data=pd.DataFrame(columns=[*law.inputs, "loss"]),
+            residuals=pd.Series(doc["residuals"], dtype=float), flops_convention=doc.get("flops_convention"),
+            n_free=int(doc["n_free"]), fixed=dict(doc.get("fixed") or {}), level=float(doc.get("level", 0.95)),
+            seed=int(doc.get("seed", 0)), ranges={k: tuple(v) for k, v in (doc.get("ranges") or {}).items()},
+            n_units=int(bootstrap.get("n_units", 0)), interval_issue=doc.get("interval_issue"),
+            extrapolation_error=None if error is None else ExtrapolationError.from_dict(error),
+            selection=doc.get("selection"), notes=tuple(doc.get("fit_notes") or ()),
+            tied=tuple(doc.get("tied") or ()),
+        )
+
+
+def _check_params(law: Law, params: pd.Series) -> None:
+    """Every parameter of ``law`` present, finite and inside the law's bounds, or a clear error."""
+    missing = [n for n in law.reported_names if n not in params.index]
+    if missing:
+        raise ScalefitInputError(f"params lack {missing} of the {law.name} law")
+    reported = params[list(law.reported_names)]
+    if not np.isfinite(reported.to_numpy(float)).all():
+        raise ScalefitInputError(f"params are not all finite ({reported.to_dict()}); refit")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fitted = law.to_fitted(reported)[0]
+    for p, value in zip(law.parameters, fitted):
+        lower, upper = p.bounds
+        if not (np.isfinite(value) and lower <= value <= upper):
+            raise ScalefitInputError(f"{p.reported} = {reported[p.reported]:g} is outside the {law.name} law's "
+                                     f"bounds; the file was not written by this fit")
+
+
+def selection_table(selection: Mapping) -> pd.DataFrame:
+    """The candidates of a law selection side by side: score, error per window, coverage, AIC/BIC, params."""
+    rows = {}
+    for c in selection["candidates"]:
+        row = {"score": c["score"]}
+        for w, err in zip(selection["windows"], c["window_errors"]):
+            row[f"≤{w['largest_fit_params']:.2g} (+{w['decades']:.2g} dec)"] = err
+        row.update({"coverage": c["coverage"], "AIC": c["aic"], "BIC": c["bic"]})
+        row["params"] = ", ".join(f"{k}={v:.4g}" for k, v in (c.get("params") or {}).items()
+                                  if isinstance(v, float | int) and v is not None)
+        rows[c["name"] + (" ←" if c["name"] == selection["chosen"] else "")] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

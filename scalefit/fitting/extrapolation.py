@@ -1,0 +1,139 @@
+"""How far a prediction lies beyond the data, and how much error that distance has been measured to add.
+
+Distances are in decades (powers of ten) outside the fitted range of each input: ``log10(x / max)`` above the
+range, ``log10(min / x)`` below it, 0 inside. The compute range uses the table's ``flops`` when fitted on it,
+else ``C = 6 N D``.
+
+:class:`ExtrapolationError` is the planning interval's extra term: the standard deviation of log-loss errors
+per decade of extrapolation, measured by an expanding-window rollout (see :mod:`scalefit.selection` and
+docs/trust.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Inputs whose fitted ranges are recorded (when the points have them).
+RANGE_COLUMNS = ("params", "tokens", "flops")
+#: Predictions further than this many decades beyond the data get a warning.
+WARN_DECADES = 1.0
+
+
+def fitted_ranges(points: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """``{column: (min, max)}`` of ``params``, ``tokens`` and ``flops`` among fitted ``points``.
+
+    ``flops`` is ``6 · params · tokens`` when the points have both but no ``flops`` column.
+    """
+    columns = {c: points[c].to_numpy(float) for c in RANGE_COLUMNS if c in points.columns}
+    if "flops" not in columns and {"params", "tokens"} <= set(columns):
+        columns["flops"] = 6.0 * columns["params"] * columns["tokens"]
+    return {name: (float(np.min(v)), float(np.max(v))) for name, v in columns.items() if len(v)}
+
+
+def extrapolation_distance(fit_or_ranges, X: pd.DataFrame | Mapping[str, object]) -> pd.DataFrame:
+    """Decades beyond the fitted ranges, per input, for each row of ``X``.
+
+    Parameters
+    ----------
+    fit_or_ranges
+        A :class:`~scalefit.fitting.FitResult` (its ``ranges``) or a mapping ``{column: (min, max)}`` as made
+        by :func:`fitted_ranges`.
+    X
+        Targets: any of ``params``, ``tokens``, ``flops`` (a DataFrame or a mapping of arrays or scalars).
+        ``flops`` is taken as ``6 · params · tokens`` when ``X`` has both and no ``flops``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``params_decades``, ``tokens_decades``, ``flops_decades`` (those that both ``X`` and the fit have)
+        and ``decades``: their largest, the distance a planning interval uses. 0 means inside the data.
+    """
+    ranges = getattr(fit_or_ranges, "ranges", fit_or_ranges)
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame({k: np.atleast_1d(v) for k, v in X.items()})
+    values = {c: frame[c].to_numpy(float) for c in RANGE_COLUMNS if c in frame.columns}
+    if "flops" not in values and {"params", "tokens"} <= set(values):
+        values["flops"] = 6.0 * values["params"] * values["tokens"]
+    out = pd.DataFrame(index=frame.index)
+    for column, x in values.items():
+        if column in ranges:
+            lo, hi = ranges[column]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                beyond = np.maximum.reduce([np.log10(x / hi), np.log10(lo / x), np.zeros_like(x)])
+            out[f"{column}_decades"] = beyond
+    out["decades"] = out.max(axis=1) if out.shape[1] else 0.0
+    return out
+
+
+def extrapolation_warning(distance: pd.DataFrame, what: str = "prediction") -> str | None:
+    """One line when any row of ``distance`` (:func:`extrapolation_distance`'s columns, or a table holding
+    them) lies more than :data:`WARN_DECADES` beyond the data, else None."""
+    if not len(distance) or not (distance["decades"] > WARN_DECADES).any():
+        return None
+    worst = distance.loc[distance["decades"].idxmax()]
+    parts = [f"{c.removesuffix('_decades')} {worst[c]:.2g}" for c in distance.columns
+             if c.endswith("_decades") and worst[c] > 0]
+    return (f"warning: {what} extrapolates {worst['decades']:.2g} decades beyond the fitted data "
+            f"({', '.join(parts)} decades); trust it only as far as the planning interval says")
+
+
+@dataclass(frozen=True)
+class ExtrapolationError:
+    """Log-loss error added per decade of extrapolation, as measured by a rollout.
+
+    The planning interval adds ``s · d · z`` to each bootstrap draw's log prediction (plus its run noise),
+    with ``z ~ N(0, 1)``, ``d`` the target's distance in decades (:func:`extrapolation_distance`) and
+    ``s = per_decade``::
+
+        s² = mean_i max(r_i² − σ_w(i)², 0) / d_i²
+
+    over the rollout's held-out points ``i`` (``r_i``: log residual of the held-out loss against the window
+    fit's prediction; ``d_i``: its distance beyond that window's data, at least ``min_decades``; ``σ_w``: the
+    window fit's RMS log residual, the run noise already in the new-run interval).
+
+    Attributes
+    ----------
+    per_decade
+        ``s``: standard deviation of the extra log error per decade.
+    n_points, n_windows
+        Held-out points and windows it was measured on.
+    max_decades
+        Furthest distance measured; beyond it the linear growth is itself an extrapolation.
+    law
+        The law (and constraint) whose rollout measured it.
+    """
+
+    per_decade: float
+    n_points: int
+    n_windows: int
+    max_decades: float
+    law: str
+    min_decades: float = 0.05
+
+    @classmethod
+    def from_rollout(cls, residuals, decades, noise, law: str, n_windows: int,
+                     min_decades: float = 0.05) -> ExtrapolationError:
+        """Estimate ``s`` from held-out log residuals, their distances and their windows' noise scale."""
+        r, d, sigma = (np.asarray(v, dtype=float) for v in (residuals, decades, noise))
+        keep = np.isfinite(r) & np.isfinite(d) & np.isfinite(sigma)
+        r, d, sigma = r[keep], np.maximum(d[keep], min_decades), sigma[keep]
+        if not len(r):
+            raise ValueError("no held-out points to measure the extrapolation error on")
+        per_decade = math.sqrt(float(np.mean(np.maximum(r**2 - sigma**2, 0.0) / d**2)))
+        return cls(per_decade, len(r), int(n_windows), float(d.max()), law, min_decades)
+
+    def log_sd(self, decades) -> np.ndarray:
+        """Standard deviation of the extra log error at ``decades`` beyond the data."""
+        return self.per_decade * np.asarray(decades, dtype=float)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> ExtrapolationError:
+        return cls(**{k: doc[k] for k in ("per_decade", "n_points", "n_windows", "max_decades", "law")},
+                   min_decades=doc.get("min_decades", 0.05))
