@@ -128,6 +128,8 @@ def approach1(df: pd.DataFrame, *, points: str = "final", n_budgets: int = 12,
         if len(candidates) >= 2:
             records.append(min(candidates, key=lambda r: r["loss_opt"]) | {"sizes_compared": len(candidates)})
     optima = pd.DataFrame(records)
+    if len(optima) < 3:  # 2 points or none: no exponent to fit (3 sizes x 2 budgets barely overlap in compute)
+        raise FitError(f"Approach 1 needs at least 3 compute budgets reached by 2+ model sizes; found {len(optima)}")
     notes = []
     edge = optima["params_opt"].isin([min(curves), max(curves)]).sum() if len(optima) else 0
     if edge:

@@ -26,6 +26,7 @@ from scalefit.cli.common import (
     EXIT_INPUT_ERROR,
     EXIT_OK,
     EXIT_SUSPECT,
+    FailedResultError,
     check_outputs,
     input_error_message,
     pipe_safe_stdout,
@@ -104,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{prefix}: exit 1: the table's numbers are flagged ({len(flagged)} warning"
                   f"{'s' if len(flagged) > 1 else ''} above)", file=sys.stderr)
             code = EXIT_SUSPECT
+    except FailedResultError as err:  # a saved fit that failed: its numbers are not shown
+        print(f"{prefix}: error: {err}", file=sys.stderr)
+        return EXIT_SUSPECT
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; nothing was written", file=sys.stderr)
         return 130

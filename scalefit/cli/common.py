@@ -15,9 +15,9 @@ from scalefit.errors import ScalefitInputError
 from scalefit.io import atomic_write_text, write_json
 
 __all__ = [
-    "EXIT_FAILED", "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "OUTPUT_MARKER", "atomic_write_text",
-    "check_json_path", "check_out", "check_outputs", "floats", "input_error_message", "pipe_safe_stdout",
-    "result_exit_code", "staged_output_dir", "write_json",
+    "EXIT_FAILED", "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "OUTPUT_MARKER", "FailedResultError",
+    "atomic_write_text", "check_json_path", "check_out", "check_outputs", "check_saved_result", "floats",
+    "input_error_message", "pipe_safe_stdout", "result_exit_code", "staged_output_dir", "write_json",
 ]
 
 EXIT_OK = 0
@@ -46,6 +46,25 @@ def result_exit_code(result) -> int:
         if isinstance(success, bool | int):
             return EXIT_OK if success else EXIT_SUSPECT
     return EXIT_OK
+
+
+class FailedResultError(Exception):
+    """A saved result whose numbers must not be shown (a fit that failed): one line on stderr, exit 1."""
+
+
+def check_saved_result(result, source: str | os.PathLike, command: str) -> int:
+    """Refuse a loaded result whose fit failed, warn (one line) about a suspect one; return the exit code.
+
+    A failed fit's numbers are not shown (:class:`FailedResultError`); a suspect one's are, flagged, exit 1.
+    """
+    status = getattr(result, "status", "ok")
+    reasons = "; ".join(getattr(result, "reasons", ()) or ()) or "no reason recorded"
+    if status == "failed":
+        raise FailedResultError(f"{source} records a failed fit ({reasons}); its numbers are not shown: refit "
+                                "(scalefit fit --json) with more or better points, or other --fix/--tie options")
+    if status != "ok":
+        print(f"scalefit {command}: warning: {source} is {status}: {reasons}", file=sys.stderr)
+    return result_exit_code(result)
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
