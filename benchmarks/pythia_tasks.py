@@ -48,23 +48,34 @@ def pythia_table(path: Path = DATA, variant: str = "standard", shots: int = 0) -
     return validate(wide, str(path))
 
 
-def backtest_table(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0):
+def backtest_table(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0, tasks=TASKS, alternatives=True):
     """Fit on the ladder (≤ 1.4B), predict the targets' final accuracies; one row per (task, target)."""
     ladder = table[table["params"] <= LADDER_MAX]
     finals = table[table["step"] == table["step"].max()].set_index("size")
     targets = finals.loc[list(TARGETS)]
     result = fit_task_scaling(ladder.drop(columns="size"), targets_frame(targets["params"], targets["tokens"]),
-                              TASKS, intermediate="ppl", intermediate_task="lambada_openai", bootstrap=bootstrap,
-                              seed=seed, source=str(DATA))
+                              tasks, intermediate="ppl", intermediate_task="lambada_openai", bootstrap=bootstrap,
+                              seed=seed, alternatives=alternatives, source=str(DATA))
     answer = result.table()
-    answer["size"] = np.tile(list(TARGETS), len(TASKS))
+    answer["size"] = np.tile(list(TARGETS), len(tasks))
     answer["actual"] = [targets.loc[size, f"task/{task}/acc"] for task, size in zip(answer["task"], answer["size"])]
     answer["error_points"] = 100 * (answer["raw_mean"] - answer["actual"])
     answer["covered"] = (answer["obs_lo"] <= answer["actual"]) & (answer["actual"] <= answer["obs_hi"])
     return result, answer
 
 
-def markdown(answer: pd.DataFrame, level: float) -> str:
+def method_errors(result, answer: pd.DataFrame) -> pd.DataFrame:
+    """Mean absolute error (points) and coverage of the one-run interval per method, over every prediction."""
+    frame = result.prediction().reset_index()
+    sizes = dict(enumerate(TARGETS))
+    truth = answer.set_index(["task", "size"])["actual"]
+    frame["actual"] = [truth[(t, sizes[i])] for t, i in zip(frame["task"], frame["target"])]
+    frame["abs_error"] = 100 * (frame["mean"] - frame["actual"]).abs()
+    frame["covered"] = (frame["obs_lo"] <= frame["actual"]) & (frame["actual"] <= frame["obs_hi"])
+    return frame.groupby("method")[["abs_error", "covered"]].mean()
+
+
+def markdown(answer: pd.DataFrame, level: float, methods: pd.DataFrame) -> str:
     pct = f"{100 * level:g} %"
     lines = [f"| task | target | actual | predicted | {pct} interval (one run) | error (points) | predictable |",
              "|---|---|---|---|---|---|---|"]
@@ -78,6 +89,8 @@ def markdown(answer: pd.DataFrame, level: float) -> str:
                   f"{len(good)} called predictable. Coverage of the {pct} one-run interval: "
                   f"{answer['covered'].mean():.0%} (all), {good['covered'].mean() if len(good) else float('nan'):.0%} "
                   "(predictable).")]
+    lines += ["", f"| method | mean abs. error (points) | coverage of the {pct} one-run interval |", "|---|---|---|"]
+    lines += [f"| {name} | {row.abs_error:.1f} | {row.covered:.0%} |" for name, row in methods.iterrows()]
     return "\n".join(lines)
 
 
@@ -91,7 +104,7 @@ def main() -> None:
     start = time.perf_counter()
     result, answer = backtest_table(pythia_table(), bootstrap=args.bootstrap)
     elapsed = time.perf_counter() - start
-    text = markdown(answer, result.level)
+    text = markdown(answer, result.level, method_errors(result, answer))
     print(result.summary().as_text())
     print()
     print(text)

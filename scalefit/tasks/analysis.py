@@ -114,7 +114,7 @@ def fit_task_scaling(
     fits = _Fits(step1, bootstrap, seed, min_fraction)
 
     params, draws, predictions, rows, all_points, failed, suspect = {}, {}, {}, {}, [], [], []
-    below_chance = []
+    below_chance, ceiling_at_one = [], []
     for task in names:
         points = base.assign(intermediate=intermediate_values(frame, task, intermediate, reference).to_numpy(),
                              acc=frame[tt.column(task, "acc")].to_numpy())
@@ -134,9 +134,14 @@ def fit_task_scaling(
             continue
         _collect(params, draws, key, task, main)
         predictions[f"{task}|two-step"] = _stored(main.mean, main.draws, main.obs_draws)
-        for fit_result, step in ((main.step1, 1), (main.step2, 2)):
-            if not fit_result.success:
-                suspect.append(f"{task}: step {step} fit flagged ({fit_result.message})")
+        owner = f"{task}: step 1" if key == task else "step 1 (shared by every task)"
+        suspect += [f"{owner}: {problem}" for problem in _flags(main.step1)]
+        problems = _flags(main.step2)
+        on_constraint = [p for p in problems if p.split(" ")[0] in ("reach", "floor") and "ended on its bound" in p]
+        others = [p for p in problems if p not in on_constraint]
+        suspect += [f"{task}: step 2: {problem}" for problem in others]
+        if on_constraint and not others:
+            ceiling_at_one.append(task)
         if alternatives:
             predictions.update(_alternatives(fits, frame, base, points, task, floor, intermediate, targets, seed))
         tried = _backtest(fits, points, key, floor, level) if backtest else None
@@ -146,6 +151,7 @@ def fit_task_scaling(
         rows[task] = _task_row(level_value, origin, floor is None, points, thresholds, tried, reasons,
                                main.step2.law.x_range, noise, relative)
 
+    suspect = list(dict.fromkeys(suspect))  # a shared step 1 is flagged once
     all_failed = len(failed) == len(names)
     status, status_reasons = status_from(failed if all_failed else (), ([] if all_failed else failed) + suspect)
     notes = [(f"{bootstrap} bootstrap draws over runs through both steps (draw i of step 1 and of step 2 refit "
@@ -159,6 +165,9 @@ def fit_task_scaling(
     if inferred:
         notes.append(f"chance inferred and the floor fitted for: {', '.join(inferred)} (give --chance TASK=P or a "
                      "task/<name>/n_choices column to fix it)")
+    if ceiling_at_one:
+        notes.append("the sigmoid's ceiling (or floor) sits on its constraint (ceiling ≤ 1, floor ≥ 0) for: "
+                     + ", ".join(ceiling_at_one) + "; the ladder does not reach the saturation")
     if below_chance:
         notes.append("floor fitted, not fixed at chance, where over a quarter of the points score below chance: "
                      + ", ".join(below_chance))
@@ -197,6 +206,13 @@ class _Fits:
         step1 = self.step1_fit(points, key)
         step2 = fit_sigmoid(points, "intermediate", floor, bootstrap=self.bootstrap, seed=self.seed)
         return chain(step1, step2, targets, points, self.seed)
+
+
+def _flags(fitted) -> list[str]:
+    """The engine's reasons for flagging a fit, one item each, without scipy's message."""
+    if fitted.success:
+        return []
+    return fitted.message.split(" (scipy L-BFGS-B:")[0].split("; ")
 
 
 def _alternatives(fits, frame, base, points, task, floor, intermediate, targets, seed) -> dict:
