@@ -36,7 +36,8 @@ FLOP/s), ``lr`` is the optimiser's peak learning rate (dimensionless), ``wall_ti
 carry NaN/inf loss, and are kept: they are data for learning-rate laws).
 
 Files: ``load_runs`` reads parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.csv.gz``), chosen by
-suffix; ``write_runs`` writes parquet. Rows are validated, FLOPs derived where absent (see
+suffix, a sweep folder (its ``parts/*.parquet``), and W&B and MLflow exports (``scalefit.readers``);
+``write_runs`` writes parquet. Rows are validated, FLOPs derived where absent (see
 ``FLOPS_CONVENTIONS`` and ``derive_flops``), and the table's ``attrs`` record ``source`` (the path) and
 ``flops_convention``, so every result made from it can report both. ``select``, ``final_points`` and
 ``compute_frontier`` take and return such tables, keeping their ``attrs``.
@@ -53,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scalefit import readers
 from scalefit.errors import RunsTableError
 from scalefit.io import atomic_write
 from scalefit.plausibility import check_runs
@@ -70,7 +72,7 @@ DEFAULT_FLOPS_CONVENTION = "6ND"
 #: Label recorded when a file gives ``flops`` without a ``flops_convention`` column.
 UNSPECIFIED_CONVENTION = "unspecified"
 #: File suffixes ``load_runs`` reads, and the reader each one uses.
-SUPPORTED_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+SUPPORTED_SUFFIXES = readers.SUPPORTED_SUFFIXES
 
 _ATTN_SHAPE_COLUMNS = ("n_layers", "d_model", "seq_len")
 _MAX_SHOWN = 5  # offending rows quoted per problem
@@ -176,30 +178,55 @@ def load_runs(
     *,
     columns: Mapping[str, str] | None = None,
     flops_convention: str | None = None,
+    status_map: Mapping[str, str] | None = None,
+    format: str = "auto",
+    run_info: str | os.PathLike | None = None,
+    keep: str = "all",
 ) -> pd.DataFrame:
-    """Read a runs table (parquet or CSV, by suffix), validate it and derive FLOPs.
+    """Read a runs table (parquet, CSV, a sweep folder, a W&B or MLflow export), validate it, derive FLOPs.
 
     Parameters
     ----------
     path
-        A ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` file.
+        A ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` file, or a sweep folder (the ``*.parquet`` parts in
+        its ``parts/`` subfolder, or in the folder itself).
     columns
         Renames applied before validation, ``{file column: runs-table column}``, e.g.
-        ``{"Model Size": "params"}``. This is the only way aliases are accepted; every key must be a column
-        of the file. ``parse_column_map`` builds it from ``OLD=NEW`` strings.
+        ``{"Model Size": "params"}``. This is the only way aliases are accepted (besides W&B's bookkeeping
+        columns, see ``format``); every key must be a column of the file. ``parse_column_map`` builds it
+        from ``OLD=NEW`` strings.
     flops_convention
         ``None`` (default): keep ``flops`` as the file gives them, with the convention its
         ``flops_convention`` column names (``"unspecified"`` when it has none); derive them with ``6ND``
         when the file has no ``flops`` column. ``"6ND"`` or ``"6ND+attn"``: derive ``flops`` with that
         convention on every row whose recorded convention differs (all rows when none is recorded);
         ``6ND+attn`` needs ``n_layers``, ``d_model`` and ``seq_len``.
+    status_map
+        Recoding of the (renamed) ``status`` column's values, e.g. ``{"finished": "ok", "crashed":
+        "diverged"}``; values not named stay as they are.
+    format
+        ``"auto"`` (default: told from the columns), ``"runs"``, ``"wandb"`` (W&B runs or history export:
+        ``_step``, ``_runtime`` and ``State`` become ``step``, ``wall_time`` and ``status`` unless
+        ``columns`` maps them) or ``"mlflow"`` (long-form metric history, pivoted to one row per run and
+        step); see :mod:`scalefit.readers`.
+    run_info
+        A per-run table (W&B runs export, MLflow ``search_runs`` export) whose columns are added to every
+        row of the run they describe, matched on a shared run id column (``run_id``, ``ID`` or ``Name``).
+    keep
+        ``"all"`` (default) or ``"final"``: only the last row of each run (and split) by ``step``, else
+        ``tokens``, as :func:`final_points` chooses it. ``"final"`` chooses these rows from the few key
+        columns before reading the others (for parquet), so a per-step history of millions of rows loads
+        in seconds; only the kept rows are validated.
+
+    Rows without a loss (empty cells: a history export's steps without an evaluation) are dropped, unless
+    their status is ``diverged`` or ``killed``, and a one-line note in ``attrs["notes"]`` says how many.
 
     Returns
     -------
     pandas.DataFrame
-        The file's rows in file order (index 0..n-1, so data row ``i + 1`` of the file is index ``i``),
-        numeric columns as numbers, ``run_id`` as str, with ``flops`` and ``flops_convention`` columns
-        and ``attrs`` ``{"source": str(path), "flops_convention": ...}``.
+        The kept rows in file order (index 0..n-1), numeric columns as numbers, ``run_id`` as str, with
+        ``flops`` and ``flops_convention`` columns and ``attrs`` ``{"source": str(path),
+        "flops_convention": ...}``, and ``"notes"`` (a list of one-line notes) when there are any.
 
     Raises
     ------
@@ -211,14 +238,29 @@ def load_runs(
     source = str(path)
     path = Path(path)
     mapping = dict(columns or {})
-    df = _read(path, source, mapping)
+    status_map = dict(status_map or {})
+    if format not in readers.FORMATS:
+        raise RunsTableError(f"unknown input format {format!r}; choose one of {', '.join(readers.FORMATS)}.")
+    if keep not in ("all", "final"):
+        raise RunsTableError(f"keep must be 'all' or 'final', not {keep!r}.")
+    notes: list[str] = []
+    fast = (keep == "final" and format in ("auto", "runs") and run_info is None and path.is_file()
+            and SUPPORTED_SUFFIXES.get(readers.suffix_of(path)) == "parquet")
+    df = readers.final_rows_of_parquet(path, source, mapping, status_map, notes) if fast else None
+    if df is None:
+        df, mapping = readers.read_input(path, source, mapping, format, run_info)
     df = _rename(df, mapping, source)
     if len(df) == 0:
         raise RunsTableError(
             f"runs table {source!r} has a header but no rows; it needs one row per (run, evaluation point)."
         )
     _check_required(df, mapping, source)
-    df = df.reset_index(drop=True)
+    readers.recode_status(df, status_map, STATUSES, source)
+    if not fast:
+        df, note = readers.drop_rows_without_loss(df, source)
+        notes += [note] if note else []
+        if keep == "final":
+            df = df.iloc[np.sort(_last_positions(df))]
 
     problems = _coerce_numeric(df)
     _raise(problems, source)
@@ -237,8 +279,32 @@ def load_runs(
         df["flops_convention"] = convention
     else:
         df["flops"] = df["flops"].astype(float)
-    df.attrs = {"source": source, "flops_convention": convention}
     check_runs(df, source)  # units: refuses impossible values, warns on likely slips (scalefit.plausibility)
+    df = df.reset_index(drop=True)
+    df.attrs = {"source": source, "flops_convention": convention, **({"notes": notes} if notes else {})}
+    return df
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    columns: Mapping[str, str] | None = None,
+    status_map: Mapping[str, str] | None = None,
+    format: str = "auto",
+    run_info: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """A table read, renamed and recoded as :func:`load_runs` does it, without the runs-table checks.
+
+    For tables of another shape that share the input layer (the RL runs table: ``pass_at_1`` instead of
+    ``loss``). ``attrs["source"]`` is the path.
+    """
+    source = str(path)
+    if format not in readers.FORMATS:
+        raise RunsTableError(f"unknown input format {format!r}; choose one of {', '.join(readers.FORMATS)}.")
+    df, mapping = readers.read_input(Path(path), source, dict(columns or {}), format, run_info)
+    df = _rename(df, mapping, source)
+    readers.recode_status(df, dict(status_map or {}), STATUSES, source)
+    df.attrs = {"source": source}
     return df
 
 
@@ -271,14 +337,7 @@ def final_points(df: pd.DataFrame) -> pd.DataFrame:
     exactly one row per run. Ties keep the later row of the table.
     """
     _need(df, ("run_id", "tokens"), "final_points")
-    order = "step" if "step" in df else "tokens"
-    keys = ["run_id"] + (["split"] if "split" in df else [])
-    work = pd.DataFrame({k: df[k].to_numpy() for k in keys})
-    work["_order"] = df[order].to_numpy(dtype=float)
-    work["_pos"] = np.arange(len(df))
-    last = (work.sort_values(["_order", "_pos"], kind="stable")
-            .groupby(keys, sort=False, dropna=False).tail(1)["_pos"].to_numpy())
-    return _with_attrs(df.iloc[np.sort(last)], df)
+    return _with_attrs(df.iloc[np.sort(_last_positions(df))], df)
 
 
 HYPERPARAMETER_COLUMNS = ("lr", "batch_size", "schedule", "warmup")
@@ -334,45 +393,14 @@ def compute_frontier(df: pd.DataFrame) -> pd.DataFrame:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    return path.suffix.lower()
-
-
-def _read(path: Path, source: str, mapping: dict[str, str]) -> pd.DataFrame:
-    if not path.exists():
-        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
-        raise RunsTableError(f"runs table {source!r} not found{where}; check the path.")
-    suffix = _suffix(path)
-    kind = SUPPORTED_SUFFIXES.get(suffix)
-    if kind is None:
-        raise RunsTableError(
-            f"runs table {source!r}: cannot tell its format from the suffix {suffix or '(none)'!r}; "
-            f"scalefit reads {', '.join(SUPPORTED_SUFFIXES)} files. Convert it (e.g. with pandas) or "
-            f"rename it if it is one of these."
-        )
-    if path.is_dir():
-        raise RunsTableError(f"runs table {source!r} is a folder; pass the {suffix} file itself.")
-    try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        # Keep run ids as written ("007" stays "007"): read the run_id column, or its source, as text.
-        id_source = next((old for old, new in mapping.items() if new == "run_id"), "run_id")
-        return pd.read_csv(path, dtype={id_source: str})
-    except pd.errors.EmptyDataError:
-        raise RunsTableError(
-            f"runs table {source!r} is empty; it needs a header line and one row per (run, evaluation "
-            f"point)."
-        ) from None
-    except Exception as err:  # any reader failure means the same thing to the user
-        what = "a parquet file" if kind == "parquet" else "a comma-separated text file"
-        raise RunsTableError(
-            f"runs table {source!r} cannot be read as {what} ({type(err).__name__}: {_first_line(err)}); "
-            f"check that the file is complete and really is {what}, or rewrite it."
-        ) from err
+def _last_positions(df: pd.DataFrame) -> np.ndarray:
+    """Positions of each run's (and split's) last row by ``step``, else ``tokens``; ties: the later row."""
+    order = "step" if "step" in df else "tokens"
+    group = pd.factorize(df["run_id"], use_na_sentinel=False)[0].astype(np.int64)
+    if "split" in df:
+        split = pd.factorize(df["split"], use_na_sentinel=False)[0]
+        group = group * (int(split.max(initial=0)) + 1) + split
+    return readers.last_of_groups(group, pd.to_numeric(df[order], errors="coerce").to_numpy(dtype=float))
 
 
 def _rename(df: pd.DataFrame, mapping: dict[str, str], source: str) -> pd.DataFrame:
@@ -405,7 +433,8 @@ def _check_required(df: pd.DataFrame, mapping: dict[str, str], source: str) -> N
     hints = []
     for column in missing:
         folded = {c.strip().lower().replace(" ", "_"): c for c in available}
-        near = folded.get(column) or next(iter(difflib.get_close_matches(column, available, n=1)), None)
+        alias = next((a for a in readers.KNOWN_ALIASES.get(column, ()) if a in available), None)
+        near = alias or folded.get(column) or next(iter(difflib.get_close_matches(column, available, n=1)), None)
         if near is not None:
             hints.append(f"{near!r} looks like {column!r}: map it with columns={{{near!r}: {column!r}}} "
                          f"(CLI: --map '{near}={column}')")
@@ -498,9 +527,11 @@ def _check_values(df: pd.DataFrame, keep_flops: np.ndarray, convention: str) -> 
         status = df["status"]
         known = status.isin(STATUSES).to_numpy()
         if not known.all():
+            suggestion = readers.status_hint(status[~known].dropna().unique(), STATUSES)
             problems.append(_row_problem(
                 df, "status", ~known, ("holds an unknown status", "hold unknown statuses"),
-                f"status must be one of {', '.join(STATUSES)} (lower case)"))
+                f"status must be one of {', '.join(STATUSES)} (lower case); recode the file's values with "
+                f"status_map (CLI: --status-map {suggestion or 'VALUE=ok'})"))
         status_ok = (status == "ok").to_numpy()
     loss = df["loss"].to_numpy(dtype=float)
     finite = np.isfinite(loss)
@@ -526,7 +557,7 @@ def _duplicates(df: pd.DataFrame) -> list[str]:
     if not dup.any():
         return []
     rows = pd.DataFrame({k: df[k].to_numpy()[dup] for k in key})
-    rows["_row"] = np.flatnonzero(dup) + 1
+    rows["_row"] = _file_rows(df, np.flatnonzero(dup))
     groups = rows.groupby(key, sort=False, dropna=False)["_row"].agg(list)
     shown = []
     for values, numbers in list(groups.items())[:3]:
@@ -562,7 +593,7 @@ def _resolve_flops(df: pd.DataFrame, requested: str | None, source: str) -> tupl
         return (recorded == requested).to_numpy(), requested
     kinds = pd.unique(recorded)
     if len(kinds) > 1:
-        firsts = [f"{k!r} (first at row {int(np.argmax((recorded == k).to_numpy())) + 1})" for k in kinds[:4]]
+        firsts = [f"{k!r} (first at row {_file_rows(df, [int(np.argmax((recorded == k).to_numpy()))])[0]})" for k in kinds[:4]]
         raise RunsTableError(
             f"runs table {source!r}, column 'flops_convention': the rows mix conventions, "
             f"{', '.join(firsts)}, so their FLOPs are not comparable. Pass flops_convention='6ND' (or "
@@ -592,13 +623,21 @@ def _as_run_id(ids: pd.Series) -> pd.Series:
 def _row_problem(df: pd.DataFrame, column: str, bad: np.ndarray, what: tuple[str, str], hint: str) -> str:
     rows = np.flatnonzero(bad)
     values = df[column].to_numpy()[rows[:_MAX_SHOWN]]
-    shown = ", ".join(f"row {r + 1} ({_fmt(v)})" for r, v in zip(rows[:_MAX_SHOWN], values, strict=True))
+    numbers = _file_rows(df, rows[:_MAX_SHOWN])
+    shown = ", ".join(f"row {r} ({_fmt(v)})" for r, v in zip(numbers, values, strict=True))
     more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
     if len(rows) > 1:
         count = f"{len(rows)} of {len(df)} rows {what[1]}"
     else:
         count = f"1 row {what[0]}"
     return f"column {column!r}: {count}: {shown}{more}. {hint}."
+
+
+def _file_rows(df: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
+    """Data-row numbers in the file (from 1) of frame positions: the index holds the file's row order."""
+    if not pd.api.types.is_integer_dtype(df.index.dtype):
+        return np.asarray(positions) + 1
+    return df.index.to_numpy()[positions] + 1
 
 
 def _raise(problems: list[str], source: str) -> None:
@@ -631,11 +670,6 @@ def _unit(column: str) -> str:
 def _list(columns) -> str:
     names = [repr(str(c)) for c in columns]
     return ", ".join(names[:20]) + (f" (and {len(names) - 20} more)" if len(names) > 20 else "")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else "no details"
 
 
 def _need(df: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:

@@ -209,9 +209,24 @@ def test_non_positive_or_missing_values_are_errors(tmp_path, column, hint, bad):
 
 def test_loss_must_be_finite_on_ok_rows(tmp_path):
     table = small_table(status=["ok"] * 6)
-    table["loss"][3] = math.nan
+    table["loss"][3] = math.inf
     message = load_error(write_csv(tmp_path, table))
-    assert "column 'loss'" in message and "row 4 (NaN)" in message and "'diverged'" in message
+    assert "column 'loss'" in message and "row 4 (inf)" in message and "'diverged'" in message
+
+
+def test_ok_rows_without_a_loss_are_dropped_with_a_note(tmp_path):
+    table = small_table(status=["ok"] * 6)
+    table["loss"][3] = math.nan
+    df = load_runs(write_csv(tmp_path, table))
+    assert len(df) == 5 and 3.3 not in df["loss"].tolist()
+    assert len(df.attrs["notes"]) == 1 and "dropped 1 of 6 rows without a loss" in df.attrs["notes"][0]
+
+
+def test_row_numbers_in_errors_count_the_dropped_rows(tmp_path):
+    table = small_table()
+    table["loss"][0] = math.nan
+    table["params"][4] = -1.0
+    assert "row 5 (-1)" in load_error(write_csv(tmp_path, table))
 
 
 def test_diverged_rows_keep_their_nan_and_inf_losses(tmp_path):
@@ -228,11 +243,11 @@ def test_negative_loss_is_an_error_even_when_diverged(tmp_path):
     assert "row 6 (-1)" in load_error(write_csv(tmp_path, table))
 
 
-def test_nan_loss_without_status_column_suggests_adding_one(tmp_path):
+def test_infinite_loss_without_status_column_suggests_adding_one(tmp_path):
     table = small_table()
-    table["loss"][0] = math.nan
+    table["loss"][0] = math.inf
     message = load_error(write_csv(tmp_path, table))
-    assert "row 1 (NaN)" in message and "add a status column" in message
+    assert "row 1 (inf)" in message and "add a status column" in message
 
 
 def test_unknown_status_lists_the_allowed_values(tmp_path):

@@ -249,3 +249,82 @@ def pipe_safe_stdout() -> Iterator[None]:
 def floats(text: str) -> list[float]:
     """``"1e6,2e6"`` or ``"1e6"`` → floats; argparse turns a ValueError into a usage error (exit 2)."""
     return [float(v) for v in text.split(",") if v.strip()]
+
+
+
+# --- the input layer: every command that reads a runs table takes these options ---------------------------
+
+INPUT_FORMATS = ("auto", "runs", "wandb", "mlflow")  # scalefit.readers.FORMATS (not imported: pandas is slow)
+
+
+def add_input_options(parser: argparse.ArgumentParser, *, flops: bool = True) -> None:
+    """Add the options that say how to read the user's table: ``--columns``, ``--map``, ``--status-map``,
+    ``--format``, ``--run-info`` and (with ``flops``) ``--flops-convention``. :func:`load_input` reads them."""
+    group = parser.add_argument_group("reading your own runs (W&B, MLflow, any CSV; docs/bring-your-own-runs.md)")
+    group.add_argument("--columns", metavar="COLS_TOML",
+                       help="mapping file: [columns] renames, [status] recoding, format, run_info, "
+                            "flops_convention; --map and --status-map add to it")
+    group.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                       help="rename a column of the file to a runs-table column, e.g. Name=run_id (repeatable)")
+    group.add_argument("--status-map", action="append", default=[], metavar="VALUE=STATUS[,...]",
+                       help="recode the status column's values, e.g. finished=ok,crashed=diverged")
+    group.add_argument("--format", choices=INPUT_FORMATS, default=None,
+                       help="auto (default: told from the columns), runs, wandb (runs or history export) or "
+                            "mlflow (long-form metric history)")
+    group.add_argument("--run-info", metavar="FILE",
+                       help="per-run table joined on the run id: MLflow search_runs export (params.*, status) "
+                            "or W&B runs export (config columns)")
+    if flops:
+        group.add_argument("--flops-convention", choices=("6ND", "6ND+attn"),
+                           help="recount FLOPs under this convention (default: as the table says, else 6ND)")
+
+
+def input_spec(args: argparse.Namespace):
+    """The mapping file (``--columns``) with the command line's options on top, as a ``readers.InputSpec``."""
+    from scalefit.readers import InputSpec, parse_value_map, read_mapping_file
+    from scalefit.runs import parse_column_map
+
+    spec = read_mapping_file(args.columns) if getattr(args, "columns", None) else InputSpec()
+    given = parse_column_map(getattr(args, "map", []))
+    columns = {old: new for old, new in spec.columns.items() if new not in given.values() and old not in given}
+    run_info = getattr(args, "run_info", None)
+    return InputSpec(
+        columns={**columns, **given},
+        status_map={**spec.status_map, **parse_value_map(getattr(args, "status_map", []))},
+        format=getattr(args, "format", None) or spec.format,
+        flops_convention=getattr(args, "flops_convention", None) or spec.flops_convention,
+        run_info=Path(run_info) if run_info else spec.run_info,
+    )
+
+
+def input_load_options(args: argparse.Namespace, *, flops: bool = True) -> dict:
+    """The keyword arguments of :func:`scalefit.runs.load_runs` that the input options give."""
+    spec = input_spec(args)
+    options = {"columns": spec.columns or None, "status_map": spec.status_map or None, "format": spec.format,
+               "run_info": spec.run_info}
+    return {**options, "flops_convention": spec.flops_convention} if flops else options
+
+
+def print_input_notes(args: argparse.Namespace, table) -> None:
+    """Print the table's notes (rows dropped for want of a loss, ...) to stderr, one line each."""
+    for note in table.attrs.get("notes", []):
+        print(f"scalefit {getattr(args, 'command', '')}: note: {note}", file=sys.stderr)
+
+
+def load_input(args: argparse.Namespace, path: str | os.PathLike | None = None, *, keep: str = "all",
+               validate: bool = True):
+    """Read the command's runs table (``path``, default ``args.runs``) as the input options say.
+
+    ``keep="final"``: only each run's last row (see :func:`scalefit.runs.load_runs`). ``validate=False``
+    (the RL table, whose columns differ): renamed and recoded, not checked against the runs-table schema.
+    Notes (rows dropped for want of a loss) are printed to stderr, one line each.
+    """
+    from scalefit.runs import load_runs, read_table
+
+    path = args.runs if path is None else path
+    if validate:
+        table = load_runs(path, keep=keep, **input_load_options(args))
+    else:
+        table = read_table(path, **input_load_options(args, flops=False))
+    print_input_notes(args, table)
+    return table

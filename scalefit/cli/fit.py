@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import floats, staged_output_dir, write_json
+from scalefit.cli.common import add_input_options, floats, load_input, staged_output_dir, write_json
 from scalefit.errors import ScalefitInputError
 
 
@@ -18,6 +18,7 @@ def _add_fit(subparsers) -> None:
         epilog="examples:\n"
                "  scalefit fit data/runs.parquet --out out/fit\n"
                "  scalefit fit runs.csv --map 'Model Size=params' --map Tokens=tokens --law power --x flops\n"
+               "  scalefit fit wandb_export.csv --columns cols.toml\n"
                "  scalefit fit data/runs.parquet --fix alpha=0.34 --bootstrap 200 --json fit.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -25,8 +26,6 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--law", choices=("chinchilla", "power", "kaplan"), default="chinchilla")
     parser.add_argument("--x", choices=("params", "tokens", "flops"), default="params",
                         help="the power law's variable (default params)")
-    parser.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
-                        help="rename a column of the file to a runs-table column (repeatable)")
     parser.add_argument("--points", choices=("tuned", "final", "all"), default="tuned",
                         help="tuned: best lr/batch setting per (N, D), seeds averaged (default); final: every "
                              "run's last point; all: every evaluation (runs resampled together)")
@@ -39,14 +38,13 @@ def _add_fit(subparsers) -> None:
                         help="bootstrap refits for the intervals (default 1000; 0: none)")
     parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
                         help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
-    parser.add_argument("--flops-convention", choices=("6ND", "6ND+attn"),
-                        help="recount FLOPs under this convention (default: as the table says, else 6ND)")
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
                         help="compute budgets [FLOP] for the allocation table (default: the data's range "
                              "and 3 decades beyond)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="DIR", help="write fit.json, report.md and PNG plots here")
     parser.add_argument("--json", metavar="FILE", help="write fit.json here too")
+    add_input_options(parser)
     parser.set_defaults(run=_run_fit)
 
 
@@ -75,14 +73,13 @@ def _parse_tie(text: str | None) -> tuple[str, ...] | None:
 def _run_fit(args: argparse.Namespace) -> int:
     import math
 
-    from scalefit.runs import parse_column_map
     from scalefit.study import fit_runs
 
     if args.budgets is not None and not (args.budgets and all(math.isfinite(c) and c > 0 for c in args.budgets)):
         raise ScalefitInputError("--budgets must be one or more finite positive FLOP budgets, e.g. 1e18,1e20")
     study = fit_runs(
-        args.runs, law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest,
-        budgets=args.budgets, columns=parse_column_map(args.map) or None, flops_convention=args.flops_convention,
+        load_input(args, keep="all" if args.points == "all" else "final"),  # final: a 10M-row history loads fast
+        law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest, budgets=args.budgets,
         loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
         bootstrap=args.bootstrap, seed=args.seed,
     )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import staged_output_dir, write_json
+from scalefit.cli.common import (
+    add_input_options,
+    input_load_options,
+    print_input_notes,
+    staged_output_dir,
+    write_json,
+)
 
 
 def _add_hparam_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +36,8 @@ def _add_hparam_fit_options(parser: argparse.ArgumentParser) -> None:
 def _fit_hparam_laws_from_args(args: argparse.Namespace):
     from scalefit.hyperparams import fit_hparams, load_sweep
 
-    sweep = load_sweep(args.runs, smooth_last=args.smooth_last)
+    sweep = load_sweep(args.runs, smooth_last=args.smooth_last, **input_load_options(args))
+    print_input_notes(args, sweep)
     return fit_hparams(
         sweep, group_by=args.group_by, tolerance=args.tolerance,
         divergence_factor=args.divergence_factor or None, fit_on=args.fit_on, n_bootstrap=args.bootstrap,
@@ -67,6 +74,7 @@ def _add_recommend(subparsers) -> None:
                              "its N exponent's interval excludes 0, else B*(D)")
     parser.add_argument("--json", metavar="FILE", help="also write the recommendation as JSON")
     _add_hparam_fit_options(parser)
+    add_input_options(parser)
     parser.set_defaults(run=_run_recommend)
 
 
@@ -99,6 +107,7 @@ def _add_hparams(subparsers) -> None:
                         help="write laws.json, groups.csv, plateau.csv, excluded.csv, summary.txt and plots")
     parser.add_argument("--json", metavar="FILE", help="write the laws and the per-group table as JSON")
     _add_hparam_fit_options(parser)
+    add_input_options(parser)
     parser.set_defaults(run=_run_hparams)
 
 

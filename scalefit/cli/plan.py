@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from scalefit.cli.common import atomic_write_text, write_json
+from scalefit.cli.common import add_input_options, atomic_write_text, load_input, write_json
 from scalefit.errors import ScalefitInputError
 
 
@@ -51,13 +51,15 @@ def _add_plan(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", metavar="TOML", help="write a sweep config for runners/ training the plan")
     parser.add_argument("--json", metavar="FILE", help="write the check or the plan as JSON")
+    add_input_options(parser)
     parser.set_defaults(run=_run_plan)
 
 
 def _fit(path: str, args: argparse.Namespace):
     from scalefit.study import fit_runs
 
-    return fit_runs(path, points=args.points, bootstrap=args.bootstrap, seed=args.seed, holdout_largest=0)
+    keep = "all" if args.points == "all" else "final"
+    return fit_runs(load_input(args, path, keep=keep), points=args.points, bootstrap=args.bootstrap, seed=args.seed, holdout_largest=0)
 
 
 def _run_plan(args: argparse.Namespace) -> int:

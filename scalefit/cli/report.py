@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scalefit.cli.common import floats, staged_output_dir
+from scalefit.cli.common import add_input_options, floats, load_input, staged_output_dir
 from scalefit.errors import ScalefitInputError
 
 
@@ -51,10 +51,6 @@ def _add_report(subparsers) -> None:
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
                         help="compute budgets [FLOP] for the allocation table (default: the data's range and "
                              "3 decades beyond)")
-    parser.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
-                        help="rename a column of the file to a runs-table column (repeatable)")
-    parser.add_argument("--flops-convention", choices=("6ND", "6ND+attn"),
-                        help="recount FLOPs under this convention (default: as the table says, else 6ND)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap refits of the joint law (default 1000)")
     parser.add_argument("--hparam-bootstrap", type=int, default=1000, metavar="N",
@@ -62,6 +58,7 @@ def _add_report(subparsers) -> None:
     parser.add_argument("--rl-bootstrap", type=int, default=200, metavar="N",
                         help="block-bootstrap replicates of the RL law (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every bootstrap (default 0)")
+    add_input_options(parser)
     parser.set_defaults(run=_run_report)
 
 
@@ -69,7 +66,6 @@ def _run_report(args: argparse.Namespace) -> int:
     import math
 
     from scalefit.report import SECTION_TITLES, build_report
-    from scalefit.runs import parse_column_map
 
     budgets = args.budgets
     if budgets is not None and not (budgets and all(math.isfinite(c) and c > 0 for c in budgets)):
@@ -77,8 +73,7 @@ def _run_report(args: argparse.Namespace) -> int:
     if min(args.bootstrap, args.hparam_bootstrap, args.rl_bootstrap) < 0:
         raise ScalefitInputError("bootstrap counts must be 0 or more")
     report = build_report(
-        args.runs, rl_runs=args.rl, targets=args.target, budgets=args.budgets,
-        columns=parse_column_map(args.map) or None, flops_convention=args.flops_convention,
+        load_input(args), rl_runs=args.rl, targets=args.target, budgets=args.budgets,
         bootstrap=args.bootstrap, hparam_bootstrap=args.hparam_bootstrap, rl_bootstrap=args.rl_bootstrap,
         seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import staged_output_dir, write_json
+from scalefit.cli.common import add_input_options, load_input, staged_output_dir, write_json
 from scalefit.errors import ScalefitInputError
 
 
@@ -45,11 +45,12 @@ def _add_rl(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--out", metavar="DIR", help="write result.json, summary.txt, points.csv and plots")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    add_input_options(parser, flops=False)
     parser.set_defaults(run=_run_rl)
 
 
 def _run_rl(args: argparse.Namespace) -> int:
-    from scalefit.rl import fit_rl, load_rl_runs
+    from scalefit.rl import fit_rl
 
     if args.clip in ("auto", "none"):
         clip = None if args.clip == "none" else "auto"
@@ -58,7 +59,7 @@ def _run_rl(args: argparse.Namespace) -> int:
             clip = float(args.clip)
         except ValueError:
             raise ScalefitInputError(f"--clip must be auto, none or a number, not {args.clip!r}") from None
-    result = fit_rl(load_rl_runs(args.runs), x=args.x, metric=args.metric,
+    result = fit_rl(load_input(args, validate=False), x=args.x, metric=args.metric,
                     metric_is_error=args.metric_is_error, loss=args.loss, protocol=args.protocol,
                     variant=args.variant, anchor=args.anchor, bootstrap=args.bootstrap, clip=clip, seed=args.seed)
     summary = result.summary()
