@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_hyperparams import LR_A, LR_B, STEPLAW_DIR, synthetic_sweep
+from test_hyperparams import LR_A, LR_B, STEPLAW_DIR, shared_file, synthetic_sweep
 
 from scalefit import hyperparams as hp
 from scalefit.cli import main
 from scalefit.errors import ScalefitInputError
-from scalefit.hyperparams.quadratic import ols, quadratic_design
+from scalefit.hyperparams.least_squares import cluster_cov, ols
+from scalefit.hyperparams.quadratic import quadratic_design
 from scalefit.results import load_result
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hparams_schema0.json"
-
-
-def shared_file(path: Path) -> Path:
-    """``path`` under ../shared; skipped when absent, except under CI, where its absence is a failure."""
-    if not path.exists():
-        message = f"{path} absent (../shared sits beside the repository in CI and on dev machines)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +40,26 @@ def test_quadratic_least_squares_matches_statsmodels_to_1e_10():
     reference = sm.OLS(loss, design).fit()
     np.testing.assert_allclose(coef, reference.params, rtol=0, atol=1e-10)
     np.testing.assert_allclose(cov, reference.cov_params(), rtol=1e-10, atol=1e-16)
+
+
+def test_clustered_covariance_matches_statsmodels_to_1e_10():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(9), 4)
+    design = np.column_stack([np.ones(36), rng.normal(size=36), rng.normal(size=36)])
+    response = design @ [0.5, -0.7, 0.3] + rng.normal(0, 0.1, 9)[groups] + rng.normal(0, 0.05, 36)
+    coef, _ = ols(design, response)
+    reference = sm.OLS(response, design).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    np.testing.assert_allclose(cluster_cov(design, response - design @ coef, groups), reference.cov_params(),
+                               rtol=1e-10, atol=1e-16)
+
+
+def test_without_bootstrap_intervals_come_from_the_least_squares_covariance(laws):
+    plain = hp.fit_hparam_laws(laws.optima, n_bootstrap=0)["lr_vs_N_D"]
+    assert len(plain.draws) == 0 and "least-squares covariance (bootstrap=0)" in plain.interval_method
+    assert plain.intervals["a"][0] < LR_A < plain.intervals["a"][1]
+    plateau = hp.fit_hparam_laws(laws.optima, fit_on="plateau", n_bootstrap=0)["lr_vs_N_D"]
+    assert "clustered by group" in plateau.interval_method
 
 
 def test_laws_are_fitted_by_the_engine_to_the_least_squares_solution(laws):

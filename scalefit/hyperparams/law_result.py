@@ -64,7 +64,8 @@ class HparamLaw(Result):
     draws : pandas.DataFrame
         Converged bootstrap refits (``c`` and exponents), one per row; empty for presets and ``bootstrap=0``.
     log_cov : numpy.ndarray or None
-        Published covariance of (ln c, exponents) (presets); intervals are normal in log space then.
+        Covariance of (ln c, exponents): published (presets), or the least-squares one of a fit (clustered by
+        group for plateau fits); intervals are normal in log space from it when there are no draws.
     residual_std : float or None
         Scatter of ln y* of the fitted points around the law (``sqrt(RSS / (n − p))``): the ``obs`` band.
     plan_std : float or None

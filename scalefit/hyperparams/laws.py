@@ -20,6 +20,7 @@ import pandas as pd
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting import fit
 from scalefit.hyperparams.law_result import HparamLaw
+from scalefit.hyperparams.least_squares import cluster_cov, ols_cov
 from scalefit.hyperparams.optima import HparamOptima
 from scalefit.laws.hparam import HPARAM_LAWS, HparamPowerLaw
 from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, level_label, register, status_from
@@ -262,18 +263,25 @@ def _fit_law(law: HparamPowerLaw, points: pd.DataFrame, fit_on: FitOn, n_bootstr
     data = points.assign(loss=points[law.target], run_id=points["group"])
     result = fit(law, data, loss="mse_log", bootstrap=n_bootstrap, resample="run", seed=seed)
     n_groups, n_params = int(points["group"].nunique()), len(law.parameters)
+    design = law.design(points[list(law.inputs)].to_numpy(float))
     residuals = result.residuals.to_numpy()
     dof = len(residuals) - n_params
     residual_std = math.sqrt(float(residuals @ residuals) / dof) if dof > 0 else None
     converged = result.draws[result.draws["converged"]] if len(result.draws) else result.draws
     draws = converged[list(law.reported_names)].astype(float).reset_index(drop=True)
-    method = "none (bootstrap=0)"
+    if fit_on == "plateau":  # a group's plateau points are not independent
+        log_cov = cluster_cov(design, residuals, points["group"].to_numpy())
+        method = "normal, least-squares covariance with standard errors clustered by group (bootstrap=0)"
+    else:
+        log_cov = ols_cov(design, residuals)
+        method = "normal, least-squares covariance (bootstrap=0)"
     if n_bootstrap:
         method = (f"percentile bootstrap over groups ({len(draws)} of {n_bootstrap} refits converged, "
                   f"{n_groups} groups, seed {seed})")
     fitted = HparamLaw(
-        name=law.name, params=result.params[list(law.reported_names)].astype(float), draws=draws, log_cov=None,
-        residual_std=residual_std, ranges={v: (float(points[v].min()), float(points[v].max())) for v in law.inputs},
+        name=law.name, params=result.params[list(law.reported_names)].astype(float), draws=draws,
+        log_cov=log_cov, residual_std=residual_std,
+        ranges={v: (float(points[v].min()), float(points[v].max())) for v in law.inputs},
         fitted_on=fit_on, n_groups=n_groups, n_points=len(points), source=source, level=level,
         interval_method=method, points=points[["group", *law.inputs, law.target]].reset_index(drop=True),
     )
@@ -292,7 +300,7 @@ def _judge(law: HparamLaw, success: bool, message: str, n_bootstrap: int) -> tup
         suspect.append(f"the optimiser did not converge: {message}")
     if n_bootstrap and len(law.draws) < MIN_CONVERGED_SHARE * n_bootstrap:
         failed.append(f"only {len(law.draws)} of {n_bootstrap} bootstrap refits converged")
-    if len(law.draws):
+    if law.has_uncertainty:
         bounds = law.conf_int(law.level)
         for name in law.params.index[1:]:
             lo, hi = bounds.loc[name]

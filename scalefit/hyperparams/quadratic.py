@@ -1,8 +1,8 @@
 """The interpolated optimum of one group: a convex quadratic in (log10 lr, log10 batch size), least squares.
 
 ``loss ≈ β0 + Σ_i β_i x_i + Σ_{i<=j} β_ij x_i x_j`` around the best grid cell, its stationary point, and the
-delta-method covariance of that point from the coefficients' OLS covariance ``s² (XᵀX)⁻¹`` with
-``s² = RSS / (n − p)`` (numpy least squares; the same numbers as statsmodels' OLS, to 1e-10).
+delta-method covariance of that point from the coefficients' OLS covariance
+(:func:`scalefit.hyperparams.least_squares.ols`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from scalefit.hyperparams.least_squares import ols
 
 HPARAM_AXES = ("lr", "batch_size")
 # Relative loss windows (above the best loss) tried, smallest first, to pick the settings for the quadratic.
@@ -40,15 +42,6 @@ class QuadraticOptimum:
             else:
                 row |= {f"opt_{axis}": self.fixed[axis], f"opt_{axis}_log10_sd": np.nan}
         return row
-
-
-def ols(design: np.ndarray, response: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ordinary least squares: coefficients and their covariance ``s² (XᵀX)⁺``, ``s² = RSS / (n − p)``."""
-    coef, *_ = np.linalg.lstsq(design, response, rcond=None)
-    residuals = response - design @ coef
-    dof = len(response) - design.shape[1]
-    scale = float(residuals @ residuals) / dof if dof > 0 else np.nan
-    return coef, scale * np.linalg.pinv(design.T @ design)
 
 
 def quadratic_optimum(usable: pd.DataFrame, best: pd.Series) -> QuadraticOptimum | str:

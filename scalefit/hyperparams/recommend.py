@@ -331,8 +331,10 @@ def recommend(
     )
 
 
-def side_by_side(recommendations: list[Recommendation]) -> Summary:
-    """Several recommendations for the same run (e.g. a refit and a preset) as one table, a column each."""
+def side_by_side(recommendations: list[Recommendation], *, notes_of_first: bool = True) -> Summary:
+    """Several recommendations for the same run (e.g. a refit and a preset) as one table, a column each.
+
+    ``notes_of_first=False`` leaves out the first one's warnings (when its own summary was just shown)."""
     first = recommendations[0]
     pct = level_label(first.level)
     columns = {}
@@ -340,18 +342,20 @@ def side_by_side(recommendations: list[Recommendation]) -> Summary:
         frame = advice.prediction()
         column = {}
         for quantity, label in (("lr", "peak LR"), ("batch_size", "batch size [tokens]")):
-            if quantity not in frame.index:
-                column[label] = "—"
-                continue
-            row = frame.loc[quantity]
-            column[label] = f"{row['mean']:.4g}"
+            column[label] = f"{frame.at[quantity, 'mean']:.4g}" if quantity in frame.index else "—"
             for band, name in (("mean", "confidence"), ("obs", "prediction"), ("plan", "planning")):
-                if f"{band}_lo" in row and np.isfinite(row[f"{band}_lo"]):
-                    column[f"  {pct} {name}"] = f"[{row[f'{band}_lo']:.3g}, {row[f'{band}_hi']:.3g}]"
-        column["beyond fitted range"] = _decades_text(advice.extrapolation_decades, {}).split(" (")[0]
+                key = f"  {pct} {name}" + ("" if quantity == "lr" else " ")  # distinct rows per quantity
+                bounds = frame.loc[quantity] if quantity in frame.index else None
+                if bounds is not None and f"{band}_lo" in bounds and np.isfinite(bounds[f"{band}_lo"]):
+                    column[key] = f"[{bounds[f'{band}_lo']:.3g}, {bounds[f'{band}_hi']:.3g}]"
+                else:
+                    column[key] = "—"
+        decades = advice.extrapolation_decades
+        column["decades beyond fitted range"] = "unknown" if decades is None else f"{decades:.2f}"
         columns[advice.source] = column
-    table = pd.DataFrame(columns).fillna("—")
-    notes = [f"{advice.source}: {warning}" for advice in recommendations for warning in advice.warnings]
+    table = pd.DataFrame(columns)
+    shown = recommendations if notes_of_first else recommendations[1:]
+    notes = [f"{advice.source}: {warning}" for advice in shown for warning in advice.warnings]
     setups = [(f"{advice.source.split(' (')[0]} assumes {key}", value) for advice in recommendations
               for key, value in advice.setup.items()]
     header = [("Planned run", f"N = {first.n_params:.4g}, D = {first.tokens:.4g} tokens"), *setups]
