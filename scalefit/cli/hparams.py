@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from scalefit.cli.common import (
     add_input_options,
     input_load_options,
     print_input_notes,
+    result_exit_code,
     staged_output_dir,
     write_json,
 )
+
+#: ``hparams --out`` writes one landscape PNG per swept group up to this many; beyond, one grid figure.
+MAX_LANDSCAPE_FILES = 8
 
 
 def _add_hparam_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -28,18 +33,24 @@ def _add_hparam_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth-last", type=int, default=1, metavar="K",
                         help="final loss = mean of each run's last K evaluation points (default 1)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B",
-                        help="bootstrap resamples over groups for the intervals (default 1000; 0: OLS)")
+                        help="bootstrap resamples over groups for the intervals (default 1000; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    parser.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
 
 
-def _fit_hparam_laws_from_args(args: argparse.Namespace):
-    from scalefit.hyperparams import fit_hparams, load_sweep
+def _load_sweep(args: argparse.Namespace):
+    from scalefit.hyperparams import load_sweep
 
     sweep = load_sweep(args.runs, smooth_last=args.smooth_last, **input_load_options(args))
     print_input_notes(args, sweep)
+    return sweep
+
+
+def _fit_hparam_laws_from_args(args: argparse.Namespace):
+    from scalefit.hyperparams import fit_hparams
+
     return fit_hparams(
-        sweep, group_by=args.group_by, tolerance=args.tolerance,
+        _load_sweep(args), group_by=args.group_by, tolerance=args.tolerance,
         divergence_factor=args.divergence_factor or None, fit_on=args.fit_on, n_bootstrap=args.bootstrap,
         level=args.level, seed=args.seed, source=str(args.runs),
     )
@@ -51,7 +62,9 @@ def _add_recommend(subparsers) -> None:
         help="peak learning rate and batch size for a planned run, with intervals",
         description="Recommend the peak LR and batch size for a run of N non-embedding parameters on D "
                     "tokens, from laws fitted on your own LR x batch-size sweep (--runs) or from a "
-                    "published preset (--preset steplaw, the default; --preset deepseek).",
+                    "published preset (--preset steplaw, the default; --preset deepseek). With --runs, the "
+                    "preset is shown beside the refit. Prints the setup the numbers assume and how many "
+                    "decades the target lies beyond the fitted N, D.",
         epilog="examples:\n"
                "  scalefit recommend --preset steplaw --params 7e9 --tokens 1.4e12\n"
                "  scalefit recommend --runs sweep.parquet --params 1e9 --tokens 2e10 --seq-len 4096 "
@@ -61,10 +74,10 @@ def _add_recommend(subparsers) -> None:
     parser.add_argument("--params", type=float, required=True, metavar="N",
                         help="non-embedding parameters of the planned model")
     parser.add_argument("--tokens", type=float, required=True, metavar="D", help="training tokens")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--runs", metavar="RUNS",
+    parser.add_argument("--runs", metavar="RUNS",
                         help="runs table (parquet or CSV) or Step Law grid CSV to fit the laws on")
-    source.add_argument("--preset", metavar="NAME", help="published laws: steplaw (default) or deepseek")
+    parser.add_argument("--preset", metavar="NAME",
+                        help="published laws: steplaw (default) or deepseek; beside the refit with --runs")
     parser.add_argument("--flops", type=float, metavar="C",
                         help="training FLOPs for the compute forms (default 6*N*D)")
     parser.add_argument("--seq-len", type=int, metavar="T",
@@ -79,24 +92,35 @@ def _add_recommend(subparsers) -> None:
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
-    from scalefit.hyperparams import recommend
+    from scalefit.hyperparams import recommend, side_by_side
 
-    laws = _fit_hparam_laws_from_args(args) if args.runs else (args.preset or "steplaw")
-    advice = recommend(args.params, args.tokens, laws, flops=args.flops, seq_len=args.seq_len,
-                       level=args.level, bs_law=args.bs_law)
-    print(advice.summary())
+    options = {"flops": args.flops, "seq_len": args.seq_len, "level": args.level, "bs_law": args.bs_law}
+    preset = args.preset or "steplaw"
+    if args.runs:
+        advice = recommend(args.params, args.tokens, _fit_hparam_laws_from_args(args), **options)
+        beside = recommend(args.params, args.tokens, preset, **{**options, "bs_law": "auto"})
+        print(advice.summary().as_text())
+        print()
+        print(side_by_side([advice, beside], notes_of_first=False).as_text())
+    else:
+        advice, beside = recommend(args.params, args.tokens, preset, **options), None
+        print(advice.summary().as_text())
     if args.json:
-        write_json(args.json, advice.to_dict())
-    return 0
+        record = advice.to_dict()
+        if beside is not None:
+            record["compared_with"] = [beside.to_dict()]
+        write_json(args.json, record)
+    return result_exit_code(advice)
 
 
 def _add_hparams(subparsers) -> None:
     parser = subparsers.add_parser(
         "hparams",
         help="fit optimal LR and batch-size laws from an LR x batch-size sweep",
-        description="Locate the optimal LR (and batch size) of every (N, D) group of a sweep, its plateau "
-                    "and an interpolated optimum, then fit lr*(N, D) = c N^a D^b, B*(D) = c D^g, "
-                    "B*(N, D) = c N^h D^g and the compute forms lr*(C), B*(C) with bootstrap intervals.",
+        description="Locate the optimal LR (and batch size) of every swept (N, D) group of a sweep (3 or more "
+                    "values tried), its plateau and an interpolated optimum, then fit lr*(N, D) = c N^a D^b, "
+                    "B*(D) = c D^g, B*(N, D) = c N^h D^g and the compute forms lr*(C), B*(C) with bootstrap "
+                    "intervals over groups. Exit 1 when a law is suspect (few optima) or unidentified.",
         epilog="examples:\n"
                "  scalefit hparams sweep.parquet --out hparams/\n"
                "  scalefit hparams data/dense_lr_bs_loss.csv --fit-on plateau --json laws.json",
@@ -104,7 +128,7 @@ def _add_hparams(subparsers) -> None:
     )
     parser.add_argument("runs", metavar="RUNS", help="runs table (parquet or CSV) or Step Law grid CSV")
     parser.add_argument("--out", metavar="DIR",
-                        help="write laws.json, groups.csv, plateau.csv, excluded.csv, summary.txt and plots")
+                        help="write hparams.json, groups.csv, plateau.csv, excluded.csv, summary.txt and plots")
     parser.add_argument("--json", metavar="FILE", help="write the laws and the per-group table as JSON")
     _add_hparam_fit_options(parser)
     add_input_options(parser)
@@ -112,30 +136,39 @@ def _add_hparams(subparsers) -> None:
 
 
 def _run_hparams(args: argparse.Namespace) -> int:
-    import re
-
     laws = _fit_hparam_laws_from_args(args)
-    summary = laws.optima.summary() + "\n\n" + laws.summary()
+    summary = laws.optima.summary().as_text() + "\n\n" + laws.summary().as_text()
     print(summary)
     with staged_output_dir(args.out) as out:
         if out is not None:
-            from scalefit.plots import save_and_close
-
-            write_json(str(out / "laws.json"), laws.to_dict())
+            laws.save(out / "hparams.json")
             (out / "summary.txt").write_text(summary + "\n")
             laws.optima.groups.to_csv(out / "groups.csv", index=False)
             laws.optima.plateau.to_csv(out / "plateau.csv", index=False)
             laws.optima.excluded.to_csv(out / "excluded.csv", index=False)
-            (out / "landscapes").mkdir()
-            for position, label in enumerate(laws.optima.groups["group"]):
-                slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", label)
-                save_and_close(laws.optima.plot(position), out / "landscapes" / f"{position:02d}_{slug}.png")
-            for name, law in laws.laws.items():
-                for variable in law.variables:
-                    save_and_close(law.plot(against=variable), out / f"{name}_against_{variable}.png")
+            _write_plots(laws, out)
     if args.json:
-        write_json(args.json, laws.to_dict())
-    return 0
+        laws.save(args.json)
+    return result_exit_code(laws)
+
+
+def _write_plots(laws, out) -> None:
+    """Landscapes of the swept groups only (one PNG each up to MAX_LANDSCAPE_FILES, else one grid) and every
+    identified law against each of its variables."""
+    from scalefit.plots import plot_lr_landscapes, save_and_close
+
+    optima = laws.optima
+    swept = [position for position, is_swept in enumerate(optima.groups["swept"]) if is_swept]
+    (out / "landscapes").mkdir()
+    if len(swept) <= MAX_LANDSCAPE_FILES:
+        for position in swept:
+            slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", optima.groups["group"].iloc[position])
+            save_and_close(optima.plot(position), out / "landscapes" / f"{position:02d}_{slug}.png")
+    elif swept:
+        save_and_close(plot_lr_landscapes(optima, swept), out / "landscapes" / "swept_groups.png")
+    for name, law in laws.usable.items():
+        for variable in law.variables:
+            save_and_close(law.plot(against=variable), out / f"{name}_against_{variable}.png")
 
 
 SUBCOMMANDS = [_add_recommend, _add_hparams]
