@@ -1026,16 +1026,22 @@ def plot_task_step1(result, task: str, ax=None):
 
     fig, ax = _new_axes(ax)
     points, norm, cmap = _task_points(result, task)
+    share = result.settings.get("min_fraction", 0.0)
     for size, run in points.groupby("params"):
         colour = cmap(norm(size))
-        ax.scatter(run["tokens"], run["intermediate"], color=colour, s=10, zorder=3)
-        grid = pd.DataFrame({"params": size, "tokens": np.geomspace(run["tokens"].min(), run["tokens"].max(), 60)})
-        ax.plot(grid["tokens"], result.intermediate_at(task, grid)[0], color=colour, lw=1.2)
+        fitted = run["tokens"] >= share * run.groupby("run_id")["tokens"].transform("max")
+        ax.scatter(run.loc[fitted, "tokens"], run.loc[fitted, "intermediate"], color=colour, s=10, zorder=3)
+        ax.scatter(run.loc[~fitted, "tokens"], run.loc[~fitted, "intermediate"], facecolors="none",
+                   edgecolors=colour, s=10, linewidths=0.6, zorder=3)
+        used = run.loc[fitted, "tokens"]
+        if len(used):
+            grid = pd.DataFrame({"params": size, "tokens": np.geomspace(used.min(), used.max(), 60)})
+            ax.plot(grid["tokens"], result.intermediate_at(task, grid)[0], color=colour, lw=1.2)
     _colourbar(fig, ax, norm, _LABELS["params"])
     ax.set_xscale("log")
     ax.set_xlabel("D (tokens)")
     ax.set_ylabel(f"intermediate: {result.intermediate}")
-    ax.set_title(f"{task}: step 1 ({result.step1_law})")
+    ax.set_title(f"{task}: step 1 ({result.step1_law}; hollow: before {100 * share:g} % of a run, not fitted)")
     return fig
 
 
@@ -1049,8 +1055,9 @@ def plot_task_step2(result, task: str, ax=None):
     points, norm, cmap = _task_points(result, task)
     ax.scatter(points["intermediate"], points["acc"], c=cmap(norm(points["params"])), s=10, zorder=3)
     finite = points["intermediate"].dropna()
-    span = finite.max() - finite.min()
-    grid = np.linspace(finite.min() - 0.5 * span, finite.max() + 0.1 * span, 200)
+    reach = min(finite.min(), float(np.nanmin(result.intermediate_at(task, result.targets))))
+    span = finite.max() - reach
+    grid = np.linspace(reach - 0.05 * span, finite.max() + 0.05 * span, 200)
     ax.plot(grid, result.accuracy_at(task, grid)[0], color=PALETTE[0], lw=1.5, label="sigmoid")
     draws = result.accuracy_at(task, grid, draws=True)
     if len(draws):
@@ -1070,7 +1077,7 @@ def plot_task_step2(result, task: str, ax=None):
 @_styled
 def plot_task_chain(result, task: str, ax=None):
     """The chained prediction against compute: final accuracy of each run, the chained curve from the
-    smallest run to the first target (N and D interpolated log-linearly), and the targets' intervals."""
+    smallest run to the largest target (N and D interpolated log-linearly), and the targets' intervals."""
     import numpy as np
     import pandas as pd
 
@@ -1080,7 +1087,7 @@ def plot_task_chain(result, task: str, ax=None):
     ax.scatter(finals["flops"], finals["acc"], c=cmap(norm(finals["params"])), s=24, zorder=3,
                edgecolors="white", linewidths=0.4, label="final accuracy of each run")
     start = finals.loc[finals["flops"].idxmin()]
-    target = result.targets.iloc[0]
+    target = result.targets.loc[result.targets["flops"].idxmax()]
     share = np.linspace(0.0, 1.0, 80)
     path = pd.DataFrame({"params": np.exp(np.log(start["params"]) * (1 - share) + np.log(target["params"]) * share),
                          "tokens": np.exp(np.log(start["tokens"]) * (1 - share) + np.log(target["tokens"]) * share)})

@@ -201,9 +201,9 @@ def test_cli_predicts_each_task_on_a_synthetic_runs_table(tmp_path):
     runs = tmp_path / "runs.csv"
     ladder().to_csv(runs, index=False)
     code, out, err = run_cli("tasks", runs, "--predict-params", "1e9", "--predict-tokens", "2e10", "--bootstrap",
-                             "40", "--out", tmp_path / "out", "--json", tmp_path / "t.json")
+                             "40", "--level", "0.8", "--out", tmp_path / "out", "--json", tmp_path / "t.json")
     assert code in (0, 1), err
-    assert "Predicted accuracy at the targets (95 % intervals" in out
+    assert "Predicted accuracy at the targets (80 % intervals" in out
     document = json.loads((tmp_path / "t.json").read_text())
     assert document["kind"] == "task-scaling" and document["prediction"][0]["task"] == "qa"
     truth = true_accuracy(true_bpb(TARGET))[0]

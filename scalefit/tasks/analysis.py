@@ -176,7 +176,7 @@ def fit_task_scaling(
         targets=targets.reset_index(drop=True), params=pd.Series(params, dtype=float),
         draws=pd.DataFrame(draws), prediction_draws=predictions,
         points=pd.concat(all_points, ignore_index=True) if all_points else pd.DataFrame(),
-        intermediate=intermediate if reference is None else f"ppl ({reference})", step1_law=step1,
+        intermediate=intermediate if reference is None else f"log ppl ({reference})", step1_law=step1,
         thresholds=thresholds, level=level, status=status, reasons=status_reasons, notes=tuple(notes),
         settings={"bootstrap": bootstrap, "seed": seed, "min_fraction": min_fraction, "fit_floor": fit_floor,
                   "source": source},
