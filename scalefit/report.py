@@ -120,17 +120,17 @@ class Report:
         """The report in markdown; figures refer to ``<key>.png`` beside it."""
         contents = [f"{n}. [{s.title}](#{n}-{s.title.lower().replace(' ', '-')})"
                     for n, s in enumerate(self.sections, 1)]
-        parts = [f"# scalefit report: {self.source}", "\n".join(contents)]
+        parts = [f"# scalefit report: {_md(self.source)}", "\n".join(contents)]
         for number, section in enumerate(self.sections, 1):
             parts.append(f"## {number}. {section.title}")
-            parts += list(section.paragraphs)
-            parts += [f"> **Warning.** {warning}" for warning in section.warnings]
+            parts += [_md(paragraph) for paragraph in section.paragraphs]
+            parts += [f"> **Warning.** {_md(warning)}" for warning in section.warnings]
             for table in section.tables:
-                parts += [f"**{table.caption}**", _markdown_table(_display(table.frame))]
-            parts += [f"![{f.caption}]({f.key}.png)\n\n*{f.caption}*" for f in section.figures]
+                parts += [f"**{_md(table.caption)}**", _markdown_table(_display(table.frame))]
+            parts += [f"![{_md(f.caption)}]({f.key}.png)\n\n*{_md(f.caption)}*" for f in section.figures]
         if self.absent:
             parts.append("## Sections not shown")
-            parts += [f"- **{SECTION_TITLES[key]}**: {why}" for key, why in self.absent.items()]
+            parts += [f"- **{SECTION_TITLES[key]}**: {_md(why)}" for key, why in self.absent.items()]
         return "\n\n".join(parts) + "\n"
 
     def to_html(self) -> str:
@@ -226,10 +226,20 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.map(_cell) if len(frame) else frame.astype(str)
 
 
+def _md(text) -> str:
+    """Text from the data (run ids, file names, messages) made inert in markdown: markdown renderers pass raw
+    HTML through, so ``<``, ``>`` and ``&`` become entities."""
+    return html.escape(str(text), quote=False)
+
+
+def _md_cell(text) -> str:
+    return _md(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _markdown_table(frame, float_format: str = "{:.4g}") -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    header = "| " + " | ".join(map(_md_cell, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(float_format.format(v) if isinstance(v, float) else str(v) for v in row) + " |"
+    rows = ["| " + " | ".join(float_format.format(v) if isinstance(v, float) else _md_cell(v) for v in row) + " |"
             for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
@@ -770,9 +780,9 @@ def fit_markdown(study: RunsFit, images: dict[str, str]) -> str:
     table = r.intervals.assign(estimate=r.params)[["estimate", "lo", "hi"]].reset_index(names="parameter")
     parts = [
         f"# scalefit fit: {r.law.name}",
-        (f"Source `{study.source}`: {len(study.points)} points ({study.points_rule}) from "
+        (f"Source {_md(study.source)}: {len(study.points)} points ({study.points_rule}) from "
          f"{study.points['params'].nunique()} model sizes. FLOPs convention: {r.flops_convention or 'n/a'}."),
-        *(f"- excluded: {n} {what}" for what, n in study.excluded.items()),
+        *(f"- excluded: {n} {_md(what)}" for what, n in study.excluded.items()),
         "## Estimates",
         (f"Objective {r.objective:.6g} ({r.loss}); {r.n_starts} starts, {r.n_converged} converged, "
          f"{r.n_best_basin} in the best basin; success: **{r.success}** ({r.message}). "
@@ -790,7 +800,7 @@ def fit_markdown(study: RunsFit, images: dict[str, str]) -> str:
                   _markdown_table(study.allocation.table[columns])]
         parts += [a.summary() for a in study.approaches]
     if study.notes:
-        parts += ["## Notes", *(f"- {n}" for n in study.notes)]
+        parts += ["## Notes", *(f"- {_md(n)}" for n in study.notes)]
     parts += ["## Plots", *(f"![{name}]({path})" for name, path in images.items())]
     return "\n\n".join(parts) + "\n"
 
