@@ -237,15 +237,15 @@ def test_relaunch_after_killing_a_submitit_sweep_waits_for_its_jobs_instead_of_r
     the job record and waits for them; nothing is submitted twice."""
     pytest.importorskip("submitit")
     out = tmp_path / "sweep"
-    spec = write_spec(tmp_path, out, steps=300, lrs=[5e-3, 1e-2])
+    spec = write_spec(tmp_path, out, steps=300, lrs=[5e-3])
     args = [sys.executable, "-m", "runners.sweep", str(spec), "--executor", "submitit", "--cluster", "local",
-            "--workers", "2", "--quiet"]
+            "--quiet"]
     record = out / "submitit" / "jobs.json"
     proc = subprocess.Popen(args, cwd=REPO, env=env_for(corpus_cache), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not record.exists() or len(json.loads(record.read_text())) < 2:
+        while not record.exists():
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
             assert time.monotonic() < deadline, "the jobs were not submitted within 120 s"
             time.sleep(0.05)
@@ -259,11 +259,11 @@ def test_relaunch_after_killing_a_submitit_sweep_waits_for_its_jobs_instead_of_r
     relaunch = subprocess.run(args, cwd=REPO, env=env_for(corpus_cache), capture_output=True, text=True,
                               timeout=300, check=False)
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
-    assert json.loads(record.read_text()) == submitted  # the same two jobs, none submitted again
-    assert summary_counts(relaunch.stderr).get("trained", 0) >= 1  # it waited for a job still running
-    assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 2
+    assert json.loads(record.read_text()) == submitted  # the same job, not submitted again
+    assert summary_counts(relaunch.stderr).get("trained") == 1  # it waited for the job still running
+    assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 1
     rows = compact(out, tmp_path / "runs.parquet")
-    assert rows["run_id"].nunique() == 2
+    assert rows["run_id"].nunique() == 1 and rows["step"].iloc[-1] == 300
 
 
 FAKE_SBATCH = """#!/bin/sh
