@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from scalefit.cli.common import add_input_options, floats, load_input, staged_output_dir
+from scalefit.cli.common import (
+    EXIT_OK,
+    EXIT_SUSPECT,
+    add_input_options,
+    floats,
+    load_input,
+    staged_output_dir,
+)
 from scalefit.errors import ScalefitInputError
 
 
@@ -85,7 +92,13 @@ def _run_report(args: argparse.Namespace) -> int:
         print(f"scalefit report: warning: no {SECTION_TITLES[key]} section: {why}", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'report.html'} (self-contained), report.md, results.json and "
           f"{sum(name.endswith('.png') for name in paths)} PNG plots in {args.out}")
-    return 0
+    fit = report.results.get("fit") or {}
+    status = fit.get("status", "ok" if fit.get("success", True) else "failed")
+    if status != "ok":  # the joint law was fitted but cannot be trusted: flagged, as `scalefit fit` does
+        print(f"scalefit report: warning: the joint law's fit is {status}; its numbers are flagged in the report",
+              file=sys.stderr)
+        return EXIT_SUSPECT
+    return EXIT_OK
 
 
 SUBCOMMANDS = [_add_report]

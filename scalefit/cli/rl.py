@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import add_input_options, load_input, staged_output_dir, write_json
+from scalefit.cli.common import add_input_options, load_input, result_exit_code, staged_output_dir, write_json
 from scalefit.errors import ScalefitInputError
 
 
@@ -76,7 +76,7 @@ def _run_rl(args: argparse.Namespace) -> int:
             save_and_close(result.plot_efficiency(), out / "efficiency.png")
     if args.json:
         write_json(args.json, document)
-    return 0
+    return result_exit_code(result)  # 1 when the fit is suspect, as every command
 
 
 SUBCOMMANDS = [_add_rl]
