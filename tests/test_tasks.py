@@ -135,6 +135,21 @@ def test_chained_interval_widens_when_step1_is_weakly_identified():
     assert narrow_ladder > 1.5 * wide, (narrow_ladder, wide)
 
 
+def test_both_steps_resample_the_same_runs_in_each_draw():
+    """The chain pairs draw i of step 1 with draw i of step 2: the engine's run resampling depends only on the
+    seed and the set of runs, not on how many points each run has in either step."""
+    from scalefit.fitting.bootstrap import resample_counts
+
+    runs = np.array(["a", "b", "c", "d", "e"])
+    step1_points, step2_points = np.repeat(runs, 3), np.tile(runs[::-1], 7)
+    counts1 = resample_counts(len(step1_points), 50, np.random.default_rng(4), step1_points)
+    counts2 = resample_counts(len(step2_points), 50, np.random.default_rng(4), step2_points)
+    per_run1 = counts1[:, [list(step1_points).index(r) for r in runs]]
+    per_run2 = counts2[:, [list(step2_points).index(r) for r in runs]]
+    np.testing.assert_array_equal(per_run1, per_run2)
+    assert per_run1.sum(axis=1).tolist() == [5] * 50 and per_run1.std() > 0
+
+
 # -- the column contract ---------------------------------------------------------------------------------------
 def test_long_form_pivots_to_the_wide_columns():
     wide = ladder()

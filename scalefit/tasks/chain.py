@@ -111,6 +111,9 @@ def chain(step1: FitResult, step2: FitResult, targets: pd.DataFrame, points: pd.
     """Chain step 1 into step 2 at ``targets``, draw by draw (see the module docstring)."""
     if len(step1.draws) != len(step2.draws):
         raise FitError("the two steps were bootstrapped a different number of times; they cannot be chained")
+    if set(step1.data["run_id"]) != set(step2.data["run_id"]):
+        raise FitError("the two steps were fitted on different runs, so their bootstrap draws do not pair; "
+                       "give every run both the intermediate and the accuracy")
     both = (step1.draws["converged"].to_numpy(bool) & step2.draws["converged"].to_numpy(bool)
             if len(step1.draws) else np.zeros(0, bool))
     loss = law_values(step1.law, step1.draws.loc[both], targets) if both.any() else np.empty((0, len(targets)))
