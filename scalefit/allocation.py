@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 from scalefit.errors import FitError
 from scalefit.fitting.extrapolation import extrapolation_distance
@@ -39,7 +38,11 @@ class PowerLawFit:
     def fit(cls, compute: np.ndarray, y: np.ndarray) -> PowerLawFit:
         if len(compute) < 3:
             raise FitError(f"a power law in compute needs at least 3 budgets with an optimum; got {len(compute)}")
-        model = sm.OLS(np.log(y), sm.add_constant(np.log(compute))).fit()
+        # imported here, and not statsmodels.api: that costs 2 s of every CLI start-up
+        from statsmodels.regression.linear_model import OLS
+        from statsmodels.tools.tools import add_constant
+
+        model = OLS(np.log(y), add_constant(np.log(compute))).fit()
         lo, hi = model.conf_int(1 - LEVEL)[1]
         return cls(float(np.exp(model.params[0])), float(model.params[1]), (float(lo), float(hi)), len(compute))
 
