@@ -12,8 +12,33 @@ from pathlib import Path
 HEADER = """# CLI reference
 
 Generated from `scalefit --help` and each subcommand's `--help` by `docs/make_cli_reference.py`; do not edit
-by hand (`tests/test_docs.py` checks it is current). Every subcommand exits with code 2 and one readable
-message on input you can fix (a bad table, a bad option), and writes an `--out` folder whole or not at all."""
+by hand (`tests/test_docs.py` checks it is current).
+
+## Exit codes
+
+The same for every command:
+
+| code | meaning |
+|---|---|
+| 0 | done; the numbers can be used |
+| 1 | fitted, but the result is suspect or failed (the numbers are flagged, with the reasons), or the table's units look wrong (`warning:` lines, see below); also an internal error (a bug: please report it) |
+| 2 | bad input you can fix: a table that cannot be read or fails validation, a bad option, a damaged fit.json; nothing was written |
+
+Every failure is one line on stderr, `scalefit COMMAND: error: ...`, naming the file, column or row and what
+to do; `--debug` (before or after the command) adds the Python traceback. A table whose numbers are valid but
+implausible (parameters in millions, tokens in billions, perplexity in the loss column, loss that rises with
+N or D) is fitted and flagged: one `scalefit COMMAND: warning: ...` line per suspicion with its likely cause,
+and exit code 1. Values no unit can explain (a loss of 1e300) are refused (exit 2). Output into a closed pipe
+(`scalefit recommend ... | head`) stops the output, not the work.
+
+## Where outputs go
+
+`--out DIR` writes a folder whole: into a temporary sibling, renamed into place when everything succeeded, so a
+failed command leaves nothing behind. It replaces DIR only when DIR is new, empty, or a folder scalefit wrote
+before (it holds a `.scalefit-output` marker); it refuses a folder with files of yours, the working directory
+or any folder above it, your home or root folder, and any folder that holds the command's input. `--json FILE`
+(and `plan --sweep FILE`) is written atomically and must not be a folder, the command's input, or inside
+`--out`. A failed fit's numbers are not shown by `predict` or `allocate` (exit 1)."""
 
 
 def reference() -> str:
