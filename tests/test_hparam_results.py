@@ -158,6 +158,10 @@ def test_law_with_few_optima_is_suspect_and_the_cli_exits_1(tmp_path, capsys):
     assert refused["lr_vs_N_D"].status == "suspect"
     assert "4 located optima for 3 parameters" in refused["lr_vs_N_D"].reasons[0]
     assert refused.status == "suspect" and refused.exit_code == 1
+    # Four groups give too few distinct bootstrap resamples: the engine says no interval can be read.
+    unread = hp.fit_hparam_laws(refused.optima, n_bootstrap=100)["lr_vs_N_D"]
+    assert unread.status == "suspect" and any("NOT IDENTIFIED" in r for r in unread.reasons)
+    assert unread.conf_int(0.95).isna().all().all() and not unread.intervals
     small = tmp_path / "small.parquet"
     pd.concat([few, runs[runs["params"] == 4e8].iloc[:9]]).to_parquet(small)
     assert main(["hparams", str(small), "--bootstrap", "50"]) == 1

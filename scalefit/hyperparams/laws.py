@@ -23,7 +23,16 @@ from scalefit.hyperparams.law_result import HparamLaw
 from scalefit.hyperparams.least_squares import cluster_cov, ols_cov
 from scalefit.hyperparams.optima import HparamOptima
 from scalefit.laws.hparam import HPARAM_LAWS, HparamPowerLaw
-from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, level_label, register, status_from
+from scalefit.results import (
+    DEFAULT_LEVEL,
+    Result,
+    Summary,
+    check_level,
+    level_label,
+    percentile_interval,
+    register,
+    status_from,
+)
 
 DEFAULT_N_BOOTSTRAP = 1000
 #: An exponent whose bootstrap interval is wider than this is not identified: Step Law's LR exponents are
@@ -94,8 +103,8 @@ class HparamLaws(Result):
         return self._status()[1]
 
     def _status(self) -> tuple[str, tuple]:
-        flagged = [f"{name}: {law.status} ({'; '.join(law.reasons)})" for name, law in self.laws.items()
-                   if law.status != "ok"]
+        flagged = [f"{name} {'unidentified' if law.status == 'failed' else law.status}"
+                   for name, law in self.laws.items() if law.status != "ok"]
         if not self.usable:
             return status_from(flagged or ("no identified law",))
         return status_from((), flagged)
@@ -123,8 +132,9 @@ class HparamLaws(Result):
             header.append(("Method", methods.pop()))
         header += [(name, law.formula) for name, law in self.usable.items()]
         header += [(key.capitalize(), value) for key, value in self.setup.items()]
-        notes = [f"{name}: unidentified ({'; '.join(law.reasons)}); not shown as a law"
-                 for name, law in self.laws.items() if law.status == "failed"]
+        notes = [f"{name}: unidentified ({'; '.join(law.reasons)}); not shown as a law" if law.status == "failed"
+                 else f"{name}: suspect ({'; '.join(law.reasons)})"
+                 for name, law in self.laws.items() if law.status != "ok"]
         notes += list(self.notes)
         return Summary("LR and batch-size laws", header, (("Laws", self.laws_table()),), notes, self.status,
                        self.reasons)
@@ -267,8 +277,12 @@ def _fit_law(law: HparamPowerLaw, points: pd.DataFrame, fit_on: FitOn, n_bootstr
     residuals = result.residuals.to_numpy()
     dof = len(residuals) - n_params
     residual_std = math.sqrt(float(residuals @ residuals) / dof) if dof > 0 else None
-    converged = result.draws[result.draws["converged"]] if len(result.draws) else result.draws
-    draws = converged[list(law.reported_names)].astype(float).reset_index(drop=True)
+    # Intervals come from the draws the engine trusts (none when it finds the bootstrap cannot identify them:
+    # too few groups to resample); every converged refit still tells whether an exponent is pinned down at all.
+    converged = result.draws[result.draws["converged"].astype(bool)] if len(result.draws) else result.draws
+    engine_reasons = [r for r in result.reasons if not _floor_issue(r)]
+    usable = converged if result.interval_issue is None or _floor_issue(result.interval_issue) else converged.iloc[:0]
+    draws = usable[list(law.reported_names)].astype(float).reset_index(drop=True)
     if fit_on == "plateau":  # a group's plateau points are not independent
         log_cov = cluster_cov(design, residuals, points["group"].to_numpy())
         method = "normal, least-squares covariance with standard errors clustered by group (bootstrap=0)"
@@ -276,7 +290,8 @@ def _fit_law(law: HparamPowerLaw, points: pd.DataFrame, fit_on: FitOn, n_bootstr
         log_cov = ols_cov(design, residuals)
         method = "normal, least-squares covariance (bootstrap=0)"
     if n_bootstrap:
-        method = (f"percentile bootstrap over groups ({len(draws)} of {n_bootstrap} refits converged, "
+        log_cov = None
+        method = (f"percentile bootstrap over groups ({len(draws)} of {n_bootstrap} refits used, "
                   f"{n_groups} groups, seed {seed})")
     fitted = HparamLaw(
         name=law.name, params=result.params[list(law.reported_names)].astype(float), draws=draws,
@@ -285,23 +300,31 @@ def _fit_law(law: HparamPowerLaw, points: pd.DataFrame, fit_on: FitOn, n_bootstr
         fitted_on=fit_on, n_groups=n_groups, n_points=len(points), source=source, level=level,
         interval_method=method, points=points[["group", *law.inputs, law.target]].reset_index(drop=True),
     )
-    failed, suspect = _judge(fitted, result.success, result.message, n_bootstrap)
-    status, reasons = status_from(failed, suspect)
+    failed, suspect = _judge(fitted, converged[list(law.reported_names)], n_bootstrap)
+    engine_failed, engine_suspect = (engine_reasons, []) if result.status == "failed" else ([], engine_reasons)
+    status, reasons = status_from(failed + engine_failed, suspect + engine_suspect)
     return replace(fitted, status=status, reasons=reasons)
 
 
-def _judge(law: HparamLaw, success: bool, message: str, n_bootstrap: int) -> tuple[list[str], list[str]]:
-    """Reasons a fitted law is unidentified (failed) or suspect."""
+def _floor_issue(reason: str) -> bool:
+    """Whether the engine's identification issue is the one of laws with a floor: with fewer than 3 values of an
+    input, a joint law cannot separate that input's term from E. A log-linear law has no floor, and two values
+    of an input identify its exponent, so that issue does not apply to it (the message is the engine's,
+    :func:`scalefit.fitting.bootstrap.identification_issue`)."""
+    return "a joint law's" in reason
+
+
+def _judge(law: HparamLaw, refits: pd.DataFrame, n_bootstrap: int) -> tuple[list[str], list[str]]:
+    """Reasons a fitted law is unidentified (failed) or suspect, from its located optima and its converged
+    bootstrap refits (the engine's own verdict on convergence and identification is added by the caller)."""
     failed, suspect = [], []
     n_params = len(law.params)
     if law.n_groups < n_params + 2:
         suspect.append(f"{law.n_groups} located optima for {n_params} parameters (want at least {n_params + 2})")
-    if not success:
-        suspect.append(f"the optimiser did not converge: {message}")
-    if n_bootstrap and len(law.draws) < MIN_CONVERGED_SHARE * n_bootstrap:
-        failed.append(f"only {len(law.draws)} of {n_bootstrap} bootstrap refits converged")
-    if law.has_uncertainty:
-        bounds = law.conf_int(law.level)
+    if n_bootstrap and len(refits) < MIN_CONVERGED_SHARE * n_bootstrap:
+        failed.append(f"only {len(refits)} of {n_bootstrap} bootstrap refits converged")
+    bounds = percentile_interval(refits, law.level) if len(refits) else law.conf_int(law.level)
+    if len(refits) or law.has_uncertainty:
         for name in law.params.index[1:]:
             lo, hi = bounds.loc[name]
             if not hi - lo <= MAX_EXPONENT_SPAN:
