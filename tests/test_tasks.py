@@ -227,12 +227,32 @@ def test_cli_predicts_each_task_on_a_synthetic_runs_table(tmp_path):
                                                              "task_qa.png"}
 
 
+def test_cli_reads_a_long_table_with_renames_filters_and_a_held_out_size(tmp_path):
+    """The form of public evaluation dumps (Pythia's): long rows, other column names, several settings, an
+    initialisation row and a larger model to hold out."""
+    wide = ladder()
+    extra = ladder(sizes=[1e9], seed=9).assign(step=lambda t: t["step"] + 1)
+    wide = pd.concat([wide, extra, wide.head(1).assign(tokens=0.0, step=0)], ignore_index=True)
+    long = wide.melt(id_vars=["run_id", "params", "tokens", "step", "loss"], var_name="column")
+    long[["prefix", "task", "metric"]] = long["column"].str.split("/", expand=True)
+    long = long.drop(columns=["column", "prefix"]).rename(columns={"run_id": "model", "params": "n_params"})
+    runs = tmp_path / "long.csv"
+    pd.concat([long.assign(shots=0), long.assign(shots=5, value=long["value"] * 0.9)]).to_csv(runs, index=False)
+    code, out, err = run_cli("tasks", runs, "--map", "model=run_id", "--map", "n_params=params", "--where",
+                             "shots=0", "--max-params", "5e8", "--predict-params", "1e9", "--predict-tokens", "2e10",
+                             "--bootstrap", "30", "--step1-law", "power-flops")
+    assert code in (0, 1), err
+    assert "rows at tokens = 0 (the initialisation) left out" in out and "runs above 5e+08 parameters held out" in out
+    assert "Runs:         6" in out
+
+
 BAD_INPUTS = {
     "no task columns": (lambda t: t.drop(columns=[c for c in t.columns if c.startswith("task/")]), [],
                         "no task columns; scalefit tasks looks for task/<name>/acc"),
     "unknown task": (lambda t: t, ["--task", "nope"], "unknown task(s) nope; the table has accuracies for qa"),
     "accuracy in percent": (lambda t: t.assign(**{"task/qa/acc": 100 * t["task/qa/acc"]}), [],
                             "column 'task/qa/acc', data row"),
+    "a --where column that is not there": (lambda t: t, ["--where", "shots=0"], "--where shots=0: no column 'shots'"),
     "bpb missing for --intermediate bpb": (lambda t: t.drop(columns=["task/qa/bpb"]), [],
                                            "--intermediate bpb needs the column 'task/qa/bpb'"),
 }

@@ -34,10 +34,20 @@ def _add_tasks(subparsers) -> None:
         epilog="examples:\n"
                "  scalefit tasks runs.parquet --predict-params 1e9 --predict-tokens 2e10\n"
                "  scalefit tasks evals.csv --intermediate ppl --intermediate-task lambada_openai \\\n"
-               "      --predict-params 2.5e9,6.4e9 --predict-tokens 3e11 --task arc_easy --task piqa --json t.json",
+               "      --predict-params 2.5e9,6.4e9 --predict-tokens 3e11 --task arc_easy --task piqa --json t.json\n"
+               "  scalefit tasks pythia_evals.csv.gz --map model=run_id --map params_nonembed=params \\\n"
+               "      --where variant=standard --where num_fewshot=0 --max-params 1.5e9 --intermediate ppl \\\n"
+               "      --task lambada_openai --task arc_easy --chance arc_easy=0.25 --chance lambada_openai=0 \\\n"
+               "      --predict-params 2.5e9 --predict-tokens 3e11",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", metavar="RUNS", help="runs table with task columns (parquet or CSV; wide or long)")
+    parser.add_argument("--map", action="append", metavar="OLD=NEW", default=[],
+                        help="rename a column of the file, e.g. --map model=run_id (repeat)")
+    parser.add_argument("--where", action="append", metavar="COLUMN=VALUE", default=[],
+                        help="keep only rows with this value, e.g. --where num_fewshot=0 (repeat)")
+    parser.add_argument("--max-params", type=float, metavar="N",
+                        help="fit only runs of at most N parameters (the ladder; larger runs held out)")
     parser.add_argument("--task", action="append", metavar="NAME", help="a task to analyse (repeat; default all)")
     parser.add_argument("--predict-params", type=floats, required=True, metavar="N",
                         help="target non-embedding parameters (comma-separated for several targets)")
@@ -67,6 +77,7 @@ def _add_tasks(subparsers) -> None:
 
 def _run_tasks(args: argparse.Namespace) -> int:
     from scalefit.results import check_level
+    from scalefit.runs import parse_column_map
     from scalefit.tasks import Thresholds, fit_task_scaling, load_task_table, targets_frame
 
     level = check_level(args.level)
@@ -74,7 +85,13 @@ def _run_tasks(args: argparse.Namespace) -> int:
         raise ScalefitInputError(f"--bootstrap must be >= 0, not {args.bootstrap}")
     if not (args.max_width > 0 and args.max_backtest_error > 0):
         raise ScalefitInputError("--max-width and --max-backtest-error must be positive numbers of points")
-    table = load_task_table(args.runs)
+    where = {}
+    for item in args.where:
+        name, sep, value = item.partition("=")
+        if not (sep and name and value):
+            raise ScalefitInputError(f"--where {item!r}: give COLUMN=VALUE, e.g. --where num_fewshot=0")
+        where[name] = value
+    table = load_task_table(args.runs, parse_column_map(args.map), where, args.max_params)
     result = fit_task_scaling(
         table, targets_frame(args.predict_params, args.predict_tokens), args.task,
         intermediate=args.intermediate, intermediate_task=args.intermediate_task, chance=_chance(args.chance),

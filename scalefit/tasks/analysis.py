@@ -154,7 +154,7 @@ def fit_task_scaling(
     suspect = list(dict.fromkeys(suspect))  # a shared step 1 is flagged once
     all_failed = len(failed) == len(names)
     status, status_reasons = status_from(failed if all_failed else (), ([] if all_failed else failed) + suspect)
-    notes = [(f"{bootstrap} bootstrap draws over runs through both steps (draw i of step 1 and of step 2 refit "
+    notes = [*frame.attrs.get("notes", []), (f"{bootstrap} bootstrap draws over runs through both steps (draw i of step 1 and of step 2 refit "
              "the same resample of runs)"),
              (f"step 1 fitted on checkpoints with ≥ {100 * min_fraction:g} % of their run's final tokens; "
              "step 2 on every checkpoint")]

@@ -146,9 +146,63 @@ def _check(frame: pd.DataFrame, name: str, source: str, bad: pd.Series, what: st
                              f"({int(bad.sum())} row(s)); {fix}")
 
 
-def load_task_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and :func:`validate` a task table (wide or long; parquet or CSV)."""
-    return validate(read_table(path), str(path))
+def load_task_table(path: str | os.PathLike, columns: dict[str, str] | None = None,
+                    where: dict[str, str] | None = None, max_params: float | None = None) -> pd.DataFrame:
+    """Read, rename, filter and :func:`validate` a task table (wide or long; parquet or CSV).
+
+    Parameters
+    ----------
+    columns
+        Renames ``{file column: table column}`` (the CLI's ``--map OLD=NEW``), e.g. ``{"model": "run_id"}``.
+    where
+        Keep rows whose ``column`` equals the value (numerically for a numeric column), e.g.
+        ``{"variant": "standard", "num_fewshot": "0"}``.
+    max_params
+        Keep runs of at most this many parameters (the ladder; larger runs held out).
+
+    Rows at ``tokens == 0`` (evaluations of the initialisation) are dropped, and a note in the table's
+    ``attrs["notes"]`` says how many.
+    """
+    source = str(path)
+    frame = read_table(path)
+    if columns:
+        missing = [old for old in columns if old not in frame.columns]
+        if missing:
+            raise RunsTableError(f"{source}: --map names column(s) {', '.join(map(repr, missing))} that the file "
+                                 f"lacks; it has {', '.join(map(str, frame.columns))}")
+        frame = frame.rename(columns=columns)
+    for name, wanted in (where or {}).items():
+        frame = frame[_matches(frame, name, wanted, source)]
+    if not len(frame):
+        raise RunsTableError(f"{source}: no rows left after --where {where}; check the values")
+    notes = []
+    if "tokens" in frame.columns:
+        initial = pd.to_numeric(frame["tokens"], errors="coerce") == 0
+        if initial.any():
+            frame = frame[~initial]
+            notes.append(f"{int(initial.sum())} rows at tokens = 0 (the initialisation) left out")
+    frame = validate(frame, source)
+    if max_params is not None:
+        held = frame["params"] > max_params
+        frame = frame[~held].reset_index(drop=True)
+        notes.append(f"runs above {max_params:.3g} parameters held out ({int(held.sum())} rows)")
+        if not len(frame):
+            raise RunsTableError(f"{source}: no run has at most {max_params:.3g} parameters (--max-params)")
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _matches(frame: pd.DataFrame, name: str, wanted: str, source: str) -> pd.Series:
+    if name not in frame.columns:
+        raise RunsTableError(f"{source}: --where {name}={wanted}: no column {name!r}; the file has "
+                             f"{', '.join(map(str, frame.columns))}")
+    values = frame[name]
+    if pd.api.types.is_numeric_dtype(values):
+        try:
+            return values == float(wanted)
+        except ValueError:
+            raise RunsTableError(f"{source}: --where {name}={wanted}: {name!r} is numeric; give a number") from None
+    return values.astype(str) == wanted
 
 
 def chance_levels(frame: pd.DataFrame, tasks: list[str], overrides: dict[str, float] | None = None) -> dict:
