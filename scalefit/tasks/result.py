@@ -69,7 +69,8 @@ class TaskScalingResult(Result):
 
     # -- predictions ---------------------------------------------------------------------------------
     def prediction(self, level: float | None = None) -> pd.DataFrame:
-        """One frame, index (task, method, target): ``params, tokens, mean, mean_lo, mean_hi, obs_lo, obs_hi``
+        """One frame, index (task, method, target): ``params, tokens, decades`` (of compute beyond the ladder),
+        ``mean, mean_lo, mean_hi, obs_lo, obs_hi``
         at ``level`` (default: the analysis's), ``predictable`` and ``reasons`` (two-step rows; judged at the
         fit's level)."""
         level = check_level(self.level if level is None else level)
@@ -85,6 +86,7 @@ class TaskScalingResult(Result):
                                      obs_lo=obs_lo, obs_hi=obs_hi)
             frame.insert(0, "tokens", self.targets["tokens"].to_numpy())
             frame.insert(0, "params", self.targets["params"].to_numpy())
+            frame.insert(2, "decades", self.decades_beyond(task))
             reasons = _reasons(self, task) if method == "two-step" else [["not the chosen method"]] * len(frame)
             frame["predictable"] = [not r for r in reasons]
             frame["reasons"] = ["; ".join(r) for r in reasons]
@@ -92,18 +94,24 @@ class TaskScalingResult(Result):
         return pd.concat(frames) if frames else pd.DataFrame()
 
     def table(self, level: float | None = None) -> pd.DataFrame:
-        """The per-task answer at each target: predicted accuracy (blank when not predictable), interval,
-        chance, predictability and reasons."""
+        """The per-task answer at each target: how many decades of compute beyond the ladder, predicted
+        accuracy (blank when not predictable), intervals, chance, predictability and reasons."""
         frame = self.prediction(level).xs("two-step", level="method").reset_index()
         tasks = self.tasks.loc[frame["task"]]
         return pd.DataFrame({
             "task": frame["task"], "params": frame["params"], "tokens": frame["tokens"],
+            "decades": frame["decades"],
             "predicted": frame["mean"].where(frame["predictable"]), "raw_mean": frame["mean"],
             "mean_lo": frame["mean_lo"], "mean_hi": frame["mean_hi"],
             "obs_lo": frame["obs_lo"], "obs_hi": frame["obs_hi"],
             "chance": tasks["chance"].to_numpy(), "predictable": frame["predictable"],
             "reasons": frame["reasons"],
         })
+
+    def decades_beyond(self, task: str) -> np.ndarray:
+        """How far each target reaches: ``log10`` of its compute over the largest compute fitted for ``task``."""
+        fitted = self.points.loc[self.points["task"] == task, "flops"]
+        return np.log10(self.targets["flops"].to_numpy() / fitted.max())
 
     # -- curves for the plots ------------------------------------------------------------------------
     def step1_prefix(self, task: str) -> str:
@@ -135,6 +143,7 @@ class TaskScalingResult(Result):
         table = self.table(level)
         shown = table.assign(
             params=table["params"].map("{:.3g}".format), tokens=table["tokens"].map("{:.3g}".format),
+            decades=table["decades"].map("{:.1f}".format),
             predictable=table["predictable"].map({True: "yes", False: "not predictable at this ladder"}),
         ).drop(columns=["raw_mean"]).set_index("task")
         compare = self.prediction(level)["mean"].unstack("method")
