@@ -277,3 +277,16 @@ def test_cli_hparams_writes_a_handful_of_landscapes_for_swept_groups_only(tmp_pa
     main(["hparams", str(many), "--out", str(tmp_path / "many"), "--bootstrap", "50"])
     assert [p.name for p in (tmp_path / "many" / "landscapes").glob("*.png")] == ["swept_groups.png"]
     assert hp.HparamLaws.load(tmp_path / "many" / "hparams.json").optima.n_skipped == 0
+
+
+def test_hparam_power_law_jacobian_matches_finite_differences():
+    from scalefit.laws import HPARAM_LAWS, Law
+
+    law = HPARAM_LAWS["lr_vs_N_D"]
+    theta = np.array([[0.5, -0.7, 0.3], [-2.0, -0.2, 0.6]])
+    inputs = np.array([[1e8, 1e10], [4e8, 3e9], [2e9, 1e11]])
+    value, analytic = law.log_predict_jacobian(theta, inputs)
+    _, numeric = Law.log_predict_jacobian(law, theta, inputs)  # the base class's central differences
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+    np.testing.assert_allclose(value[0], 0.5 - 0.7 * np.log(inputs[:, 0]) + 0.3 * np.log(inputs[:, 1]))
+    assert law.formula == "lr* = c * N^a * D^b" and law.reported_names == ("c", "a", "b")

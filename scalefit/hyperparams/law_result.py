@@ -210,16 +210,16 @@ class HparamLaw(Result):
                              "upper": frame[f"{prefix}_hi"]})
 
     def extrapolation_decades(self, params=None, tokens=None, flops=None) -> dict[str, float] | None:
-        """Decades (log10) by which each variable lies outside the fitted range (0 inside); None if unknown."""
+        """Decades (log10) by which each variable lies outside the fitted range (0 inside); None if unknown.
+
+        Measured by the fitting layer's :func:`scalefit.fitting.extrapolation_distance`."""
+        from scalefit.fitting import extrapolation_distance
+
+        if any(self.ranges.get(v) is None for v in self.variables):
+            return None
         values = {"params": params, "tokens": tokens, "flops": flops}
-        distances = {}
-        for variable in self.variables:
-            bounds = self.ranges.get(variable)
-            if bounds is None:
-                return None
-            position = math.log10(float(values[variable]))
-            distances[variable] = max(math.log10(bounds[0]) - position, position - math.log10(bounds[1]), 0.0)
-        return distances
+        distance = extrapolation_distance(dict(self.ranges), {v: float(values[v]) for v in self.variables})
+        return {v: float(distance[f"{v}_decades"].iloc[0]) for v in self.variables}
 
     # -- reporting and persistence -------------------------------------------------------------------
     def table(self, level: float | None = None) -> pd.DataFrame:

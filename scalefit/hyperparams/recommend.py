@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
+from scalefit.fitting.extrapolation import WARN_DECADES
 from scalefit.hyperparams.law_result import HparamLaw, log_prediction_frame
 from scalefit.hyperparams.laws import HparamLaws
 from scalefit.hyperparams.presets import preset_laws
@@ -19,8 +20,6 @@ from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, level_
 
 BatchSizeLaw = Literal["auto", "D", "N_D"]
 BATCH_SIZE_LAWS = {"D": ("bs_vs_D", "bs_vs_C"), "N_D": ("bs_vs_N_D",)}
-#: Beyond this many decades outside the fitted N, D or C a recommendation warns.
-WARN_DECADES = 1.0
 
 
 @dataclass(frozen=True)
@@ -238,10 +237,8 @@ def _decades_text(decades: float | None, by_variable: dict[str, float]) -> str:
 
 
 def extrapolation(laws: list[HparamLaw], values: dict) -> tuple[float | None, dict[str, float]]:
-    """Largest distance in decades (log10) of the target outside the laws' fitted ranges, and per variable.
-
-    Computed inline as ``max(log10(lo / x), log10(x / hi), 0)`` per variable (the fitting layer has no
-    shared helper for it yet)."""
+    """Largest distance in decades (log10) of the target outside the laws' fitted ranges, and per variable
+    (``max(log10(lo / x), log10(x / hi), 0)``, from :meth:`HparamLaw.extrapolation_decades`)."""
     by_variable: dict[str, float] = {}
     for law in laws:
         distances = law.extrapolation_decades(**values)
