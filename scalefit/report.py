@@ -429,6 +429,7 @@ def _frontier_section(study: RunsFit) -> Section:
     ]
     warnings = [_sentence(note) for x in study.approaches for note in x.notes]
     warnings += [_sentence(note) for note in study.notes if note.startswith("approach")]
+    warnings += [_sentence(f"{approach} is missing: {why}") for approach, why in study.approaches_missing]
     figures = [Figure("frontier", f"N_opt(C) and D_opt(C) by the three approaches, with approach 3's {pct} "
                       "band, and their exponents with 95% intervals.",
                       _png(plot_frontier(allocation, study.approaches,
@@ -436,7 +437,7 @@ def _frontier_section(study: RunsFit) -> Section:
     isoflop = [x for x in study.approaches if x.approach.startswith("approach 2")]
     if isoflop:
         figures.append(Figure("isoflops", "IsoFLOP profiles: final loss against N per budget, their "
-                              "parabolas and minima.", _png(plot_isoflops(isoflop[0], study.points))))
+                              "parabolas and minima.", _png(plot_isoflops(isoflop[0]))))
     tables = (Table("frontier-exponents", "Allocation exponents by approach (95% intervals)",
                     pd.DataFrame(exponents)),
               Table("frontier-allocation", f"Compute-optimal allocation (approach 3) with {pct} bootstrap "
@@ -596,7 +597,7 @@ def _hparams_section(runs: pd.DataFrame, targets: list[tuple[float, float]], boo
          "from a bootstrap over groups; then recommendations for the planned runs of the extrapolation "
          "table."),
     ]
-    warnings = [_sentence(note) for note in laws.notes]
+    warnings = [_sentence(note) for note in (*laws.notes, *optima.warnings)]
     runs_by_warning: dict[str, list[str]] = {}  # one line per warning, naming every planned run it concerns
     for a in advice:
         for warning in a.warnings:
@@ -798,7 +799,8 @@ def fit_markdown(study: RunsFit, images: dict[str, str]) -> str:
                    "tokens_per_param"]
         parts += ["## Compute-optimal allocation", study.allocation.summary().splitlines()[0],
                   _markdown_table(study.allocation.table[columns])]
-        parts += [a.summary() for a in study.approaches]
+    parts += [str(a) for a in study.approaches]
+    parts += [f"- {approach}: not computed: {why}" for approach, why in study.approaches_missing]
     if study.notes:
         parts += ["## Notes", *(f"- {_md(n)}" for n in study.notes)]
     parts += ["## Plots", *(f"![{name}]({path})" for name, path in images.items())]

@@ -290,3 +290,11 @@ def test_hparam_power_law_jacobian_matches_finite_differences():
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
     np.testing.assert_allclose(value[0], 0.5 - 0.7 * np.log(inputs[:, 0]) + 0.3 * np.log(inputs[:, 1]))
     assert law.formula == "lr* = c * N^a * D^b" and law.reported_names == ("c", "a", "b")
+
+
+def test_a_fitted_recommendation_states_the_setup_its_sweep_shared():
+    runs = synthetic_sweep(params=(1e8, 4e8), tokens=(2e9, 8e9, 3.2e10)).assign(schedule="cosine", seq_len=1024)
+    laws = hp.fit_hparams(runs, n_bootstrap=0)
+    assert laws.setup == {"schedule": "cosine", "sequence length": "1024"}
+    text = laws.recommend(2e8, 8e9).summary().as_text()
+    assert "Assumes schedule:" in text and "sequences of 1024" in text

@@ -236,7 +236,23 @@ def fit_hparam_laws(
                          "3 values tried, or the best on the grid's edge (see the optima's warnings)")
     if not laws:
         raise ScalefitInputError(f"{optima.source}: no LR or batch-size law can be fitted: " + "; ".join(notes))
-    return HparamLaws(laws, optima.source, optima, optima.seq_len, tuple(notes), level)
+    return HparamLaws(laws, optima.source, optima, optima.seq_len, tuple(notes), level, _sweep_setup(optima))
+
+
+#: Runs-table columns that describe the training setup, and how a recommendation names them.
+SETUP_COLUMNS = {"optimizer": "optimizer", "schedule": "schedule", "warmup": "warmup", "seq_len": "sequence length",
+                 "tokenizer": "tokenizer", "vocab_size": "vocabulary size", "parametrisation": "parametrisation"}
+
+
+def _sweep_setup(optima: HparamOptima) -> dict[str, str]:
+    """The setup the sweep's runs share (columns of the runs table with one value among the swept runs)."""
+    runs = optima.runs[optima.runs["group"].isin(optima.swept["group"])]
+    setup = {}
+    for column, name in SETUP_COLUMNS.items():
+        if column in runs.columns and runs[column].nunique(dropna=True) == 1:
+            value = runs[column].dropna().iloc[0]
+            setup[name] = f"{value:g}" if isinstance(value, int | float) else str(value)
+    return setup
 
 
 def _law_points(optima: HparamOptima, fit_on: FitOn) -> pd.DataFrame:
