@@ -8,7 +8,7 @@ Run by hand (heavy: several minutes and a few GB; use ``nice`` on a shared machi
 It writes (once; reused when present with the same shape) a runs table of ``--runs`` runs, each logged at
 ``--evals`` evaluation points, with the columns a trainer's per-step log has (``run_id``, ``family``,
 ``params``, ``params_embedding``, ``tokens``, ``flops``, ``flops_convention``, ``token_budget``, ``lr``,
-``batch_size``, ``seq_len``, ``n_layers``, ``d_model``, ``step``, ``loss``, ``train_loss``, ``split``,
+``batch_size``, ``seq_len``, ``vocab_size``, ``n_layers``, ``d_model``, ``step``, ``loss``, ``train_loss``, ``split``,
 ``seed``, ``wall_time``, ``status``), one row per optimiser step (the batch is the budget over
 ``--evals`` tokens): 20 model sizes x 10 token budgets x 10 learning rates, the loss
 drawn from a Chinchilla law (E 1.8, A 400, alpha 0.34, B 1500, beta 0.3) with a quadratic penalty in
@@ -37,6 +37,7 @@ SIZES = np.round(np.logspace(6, 8.5, 20)).astype(np.int64)
 BUDGET_MULTIPLES = np.logspace(0.5, 2.0, 10)  # tokens per parameter
 LR_FACTORS = np.logspace(-0.6, 0.6, 10)  # around each size's best LR
 SEQ_LEN = 1024
+VOCAB = 50_304
 
 
 def _run_grid(n_runs: int) -> list[tuple[int, float, float]]:
@@ -66,7 +67,9 @@ def write_history(path: Path, n_runs: int, n_evals: int, seed: int = 0) -> None:
             lr = lr_opt * lr_factor
             law = (TRUTH["E"] + TRUTH["A"] / params.astype(float) ** TRUTH["alpha"]
                    + TRUTH["B"] / tokens.astype(float) ** TRUTH["beta"])
-            loss = (law + 0.05 * np.log(lr_factor) ** 2) * np.exp(rng.normal(0.0, 0.01, len(params)))
+            # an untrained model's loss is log(vocab): the law's early-step values are capped there
+            loss = np.minimum(law + 0.05 * np.log(lr_factor) ** 2, np.log(VOCAB)) * np.exp(
+                rng.normal(0.0, 0.01, len(params)))
             d_model = np.round(np.sqrt(params / 12.0 / 8)).astype(np.int64)
             run_id = np.repeat([f"run-{start + i:05d}-n{c[0]:.3g}-d{c[1]:.3g}-lr{c[2]:.3g}"
                                 for i, c in enumerate(chunk)], n_evals)
@@ -74,7 +77,7 @@ def write_history(path: Path, n_runs: int, n_evals: int, seed: int = 0) -> None:
                 "run_id": pa.array(run_id).dictionary_encode(),
                 "family": pa.array(np.full(len(params), "gpt")).dictionary_encode(),
                 "params": params,
-                "params_embedding": d_model * 50_304,
+                "params_embedding": d_model * VOCAB,
                 "tokens": tokens,
                 "flops": 6.0 * params * tokens,
                 "flops_convention": pa.array(np.full(len(params), "6ND")).dictionary_encode(),
@@ -82,6 +85,7 @@ def write_history(path: Path, n_runs: int, n_evals: int, seed: int = 0) -> None:
                 "lr": lr,
                 "batch_size": batch,
                 "seq_len": np.full(len(params), SEQ_LEN, dtype=np.int64),
+                "vocab_size": np.full(len(params), VOCAB, dtype=np.int64),
                 "n_layers": np.full(len(params), 8, dtype=np.int64),
                 "d_model": d_model,
                 "step": step,
@@ -126,7 +130,7 @@ def main() -> int:
     print("$ " + " ".join(command[1:]))
     load = os.getloadavg()[0]
     began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     wall = time.perf_counter() - began
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
     if done.returncode not in (0, 1) or not done.stdout:
