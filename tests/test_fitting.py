@@ -304,3 +304,147 @@ def test_plots_return_figures(chinchilla_fit):
 
     for figure in (chinchilla_fit.plot(), plot_residuals(chinchilla_fit), plot_bootstrap(chinchilla_fit)):
         assert figure.axes
+
+
+# --- bootstrap refits run to convergence (#16.1) ---------------------------------------------------------
+
+
+def test_bootstrap_refits_converge_and_a_step_cap_is_counted_never_silently_dropped(chinchilla_points):
+    from scalefit.fitting import OptimiserSettings
+
+    full = fit(Chinchilla(), chinchilla_points, starts=SMALL_GRID, bootstrap=100, seed=2)
+    assert full.n_failed_refits == 0 and full.status == "ok"
+    # A 2-step cap without restarts cannot converge most refits: they are counted, and the fit is suspect.
+    capped = fit(Chinchilla(), chinchilla_points, starts=SMALL_GRID, bootstrap=100, seed=2,
+                 settings=OptimiserSettings(bootstrap_iterations=2, bootstrap_restarts=0))
+    assert capped.n_failed_refits > 2 and len(capped.draws) == 100
+    assert capped.status == "suspect" and any("did not converge" in r for r in capped.reasons)
+    assert "failed" in str(capped.summary()) and capped.to_dict()["bootstrap"]["n_failed"] == capped.n_failed_refits
+
+
+def test_a_stalled_refit_restarts_from_the_other_basins(chinchilla_points):
+    from scalefit.fitting import OptimiserSettings
+    from scalefit.fitting.bootstrap import refit_replicates
+    from scalefit.fitting.objective import Loss, Objective
+    from scalefit.fitting.parameters import free_parameters
+
+    law = Chinchilla()
+    objective = Objective(law, law.input_array(chinchilla_points), np.log(chinchilla_points["loss"].to_numpy()),
+                          np.ones(len(chinchilla_points)), Loss("huber", 1e-3), free_parameters(law))
+    optimum = law.to_fitted(fit(law, chinchilla_points, starts=SMALL_GRID, bootstrap=0).params)[0]
+    far = optimum + np.array([5.0, 5.0, -3.0, 0.5, 0.5])  # a start 20 steps cannot bring back
+    counts, settings = np.ones((4, len(chinchilla_points))), OptimiserSettings(bootstrap_iterations=20)
+    assert not refit_replicates(objective, far, counts, settings).converged.any()
+    rescued = refit_replicates(objective, far, counts, settings, restarts=optimum[None])
+    assert rescued.converged.all()
+    np.testing.assert_allclose(rescued.z, np.tile(optimum, (4, 1)), atol=1e-4)
+
+
+# --- degenerate bootstraps are NOT IDENTIFIED (#15.2) ----------------------------------------------------
+
+
+def test_power_law_on_one_runs_learning_curve_has_no_interval():
+    curve = pd.DataFrame({"tokens": np.geomspace(1e7, 1e9, 20), "run_id": "only-run"})
+    points = draw_points(PowerLaw(x="tokens"), {"A": 30.0, "E": 2.0, "alpha": 0.3}, curve, 0.003, seed=0)
+    result = fit(PowerLaw(x="tokens"), points, bootstrap=200)
+    assert result.interval_method == "bootstrap-run" and result.n_units == 1
+    assert "1 run" in result.interval_issue
+    assert result.intervals.isna().all(axis=None)  # never a zero-width interval
+    assert result.status == "suspect" and "NOT IDENTIFIED" in str(result.summary())
+    band = result.predict({"tokens": [2e9]})
+    assert np.isfinite(band["mean"]).all() and band[["mean_lo", "obs_hi", "plan_hi"]].isna().all(axis=None)
+
+
+def test_joint_law_on_two_sizes_checkpoints_has_no_interval():
+    curves = pd.DataFrame([(n, d) for n in (1e8, 4e8) for d in np.geomspace(1e9, 1e11, 12)],
+                          columns=["params", "tokens"])
+    curves["run_id"] = curves["params"].map(lambda n: f"N{n:g}")
+    points = draw_points(Chinchilla(), CHINCHILLA_TRUTH, curves, 0.003, seed=0)
+    by_run = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=200)
+    assert by_run.n_units == 2 and "3 distinct refit" in by_run.interval_issue  # C(3, 2) = 3 multisets
+    assert by_run.conf_int(0.9).isna().all(axis=None) and by_run.status == "suspect"
+    # Resampling points instead does not help: two sizes cannot separate A and alpha from E.
+    by_point = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=200, resample="point")
+    assert "2 distinct value(s) of 'params'" in by_point.interval_issue
+    assert by_point.intervals.isna().all(axis=None)
+
+
+# --- the result protocol: intervals on demand, prediction frame, save/load -------------------------------
+
+
+def test_conf_int_is_computed_from_the_draws_at_any_level(chinchilla_fit):
+    draws = chinchilla_fit.draws[chinchilla_fit.draws["converged"]]
+    for level in (0.9, 0.99):
+        expected = draws["alpha"].quantile([(1 - level) / 2, (1 + level) / 2]).to_numpy()
+        np.testing.assert_allclose(chinchilla_fit.conf_int(level).loc["alpha"], expected)
+    narrow, wide = chinchilla_fit.conf_int(0.5), chinchilla_fit.conf_int(0.99)
+    assert ((wide["lo"] <= narrow["lo"]) & (narrow["hi"] <= wide["hi"])).all()
+
+
+def test_prediction_frame_nests_mean_run_and_planning_intervals(chinchilla_fit):
+    from dataclasses import replace
+
+    from scalefit.fitting import ExtrapolationError
+
+    planned = replace(chinchilla_fit, extrapolation_error=ExtrapolationError(0.05, 10, 2, 1.0, "chinchilla"))
+    inside = {"params": [1e8], "tokens": [1e10]}
+    beyond = {"params": [3e11], "tokens": [1e13]}  # 2 decades beyond the largest N and D
+    for target in (inside, beyond):
+        band = planned.predict(target)
+        assert list(band.columns) == ["mean", "mean_lo", "mean_hi", "obs_lo", "obs_hi", "plan_lo", "plan_hi"]
+        row = band.iloc[0]
+        assert row["obs_lo"] < row["mean_lo"] < row["mean"] < row["mean_hi"] < row["obs_hi"]
+    # Inside the data the planning interval is the new-run interval (same draws); 2 decades out it is wider
+    # by about the added log sd 0.05 * 2 = 0.1 (±1.96 sd ≈ ±20 %).
+    assert planned.predict(inside)[["plan_lo", "plan_hi"]].to_numpy() == pytest.approx(
+        planned.predict(inside)[["obs_lo", "obs_hi"]].to_numpy())
+    far = planned.predict(beyond).iloc[0]
+    assert far["plan_hi"] / far["mean"] > 1.15 and far["plan_lo"] / far["mean"] < 0.87
+    assert np.isnan(chinchilla_fit.predict(beyond)["plan_lo"]).all()  # no rollout measured: no planning bound
+
+
+def test_save_load_round_trips_the_summary_and_predictions(chinchilla_fit, tmp_path):
+    from scalefit.results import load_result
+
+    path = chinchilla_fit.save(tmp_path / "fit.json")
+    again = FitResult.load(path)
+    assert load_result(path).params.equals(again.params)
+    assert again.summary().as_text() == chinchilla_fit.summary().as_text()
+    new = {"params": [3e9], "tokens": [1e11]}
+    pd.testing.assert_frame_equal(again.predict(new), chinchilla_fit.predict(new))
+    pd.testing.assert_frame_equal(again.conf_int(0.9), chinchilla_fit.conf_int(0.9))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["params"].update(alpha=float("nan")), "not all finite"),
+    (lambda d: d["params"].update(alpha=50.0), "outside the chinchilla law's bounds"),
+    (lambda d: d["law_spec"].update(name="gompertz"), "law 'gompertz'"),
+    (lambda d: d.update(status="great"), "status 'great'"),
+    (lambda d: d.update(schema_version=99), "schema_version 99"),
+    (lambda d: d.pop("kind"), "not a 'fit' one"),
+])
+def test_loading_a_damaged_fit_json_is_refused_in_one_line(chinchilla_fit, tmp_path, change, words):
+    from scalefit.errors import ScalefitInputError
+
+    doc = chinchilla_fit.to_dict()
+    change(doc)
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ScalefitInputError, match=words.replace("(", r"\(").replace(")", r"\)")) as info:
+        FitResult.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_extrapolation_distance_is_decades_outside_the_fitted_ranges(chinchilla_fit):
+    from scalefit.fitting import extrapolation_distance
+
+    n_max, d_max = chinchilla_fit.ranges["params"][1], chinchilla_fit.ranges["tokens"][1]
+    n_min = chinchilla_fit.ranges["params"][0]
+    distance = extrapolation_distance(chinchilla_fit, {"params": [n_max, 100 * n_max, n_min / 10],
+                                                       "tokens": [d_max, 10 * d_max, d_max]})
+    np.testing.assert_allclose(distance["params_decades"], [0, 2, 1])
+    np.testing.assert_allclose(distance["tokens_decades"], [0, 1, 0])
+    c_max = chinchilla_fit.ranges["flops"][1]
+    np.testing.assert_allclose(distance["flops_decades"].iloc[1], np.log10(6 * 1000 * n_max * d_max / c_max))
+    np.testing.assert_allclose(distance["decades"], distance[["params_decades", "tokens_decades",
+                                                               "flops_decades"]].max(axis=1))
