@@ -326,6 +326,7 @@ def test_deepseek_preset_says_it_has_no_intervals_or_range():
     assert advice.lr == pytest.approx(0.3118 * (6 * 7e9 * 1.4e12) ** -0.125)
     assert advice.lr_interval is None and advice.extrapolation_decades is None
     assert any("no fitted range" in w for w in advice.warnings)
+    assert any("publishes no uncertainty" in w for w in advice.warnings)
 
 
 def test_leave_one_group_out_gap_is_small_on_a_law_abiding_sweep(optima):

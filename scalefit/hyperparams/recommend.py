@@ -310,6 +310,8 @@ def recommend(
         warnings.append("no batch-size law, so no batch size: " + ("; ".join(reasons) if reasons else
                         "the source has none"))
     used = [law for law in (lr_law, batch_law) if law is not None]
+    if any(law.fitted_on == "published" and not law.has_uncertainty and law.plan_std is None for law in used):
+        warnings.append(f"{laws.source} publishes no uncertainty and no scatter of optima: no intervals")
     decades, by_variable = extrapolation(used, values)
     if decades is not None and decades > WARN_DECADES:
         outside = ", ".join(f"{VARIABLE_SYMBOLS[v]} by {d:.2f}" for v, d in by_variable.items() if d > 0)
