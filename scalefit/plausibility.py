@@ -10,6 +10,11 @@ answers confidently and wrongly. :func:`check_runs` looks for the usual slips an
   each once and exits 1 (the numbers are flagged); a library user sees them as ordinary Python warnings.
 
 The schema itself (columns present, numbers finite and positive) is :func:`scalefit.runs.load_runs`' job.
+
+What cannot be caught: units that keep every number plausible. Perplexity is recognised when it exceeds
+ln(vocab_size) + 3 nats (or 20 without a ``vocab_size`` column), so a strong model's perplexity of 6 passes for
+a cross-entropy; parameters in thousands are caught through a ``flops`` column or the model shape
+(``n_layers``, ``d_model``), not from the counts alone.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def rl_points(table: pd.DataFrame, *, x: str = "compute", metric: str = "pass_at
               metric: "the evaluation metric"}
     missing = [f"{c!r} ({what})" for c, what in needed.items() if c not in table.columns]
     if missing:
-        raise RunsTableError(f"the RL runs table lacks column(s) {', '.join(missing)}; it has "
+        source = table.attrs.get("source", "the RL runs table")
+        raise RunsTableError(f"{source}: lacks column(s) {', '.join(missing)}; it has "
                              f"{list(table.columns)} (use --metric for another metric column)")
     notes = []
     frame = table

@@ -46,8 +46,18 @@ def ladder() -> pd.DataFrame:
     return _ladder().copy()
 
 
-def final_rows(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values(["run_id", "step"]).groupby("run_id").tail(1).reset_index(drop=True)
+def small() -> pd.DataFrame:
+    """A quick valid table for commands that must fit: 4 sizes x 4 token budgets, 3 evaluations each, drawn
+    from the synthetic law with 0.3 % noise (no rollout, a fit in a second)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in (1e6, 3e6, 1e7, 3e7):
+        for budget in (1e8, 3e8, 1e9, 3e9):
+            for step, fraction in ((1, 0.25), (2, 0.5), (3, 1.0)):
+                d = budget * fraction
+                rows.append({"run_id": f"n{n:g}-d{budget:g}", "params": n, "tokens": d, "step": step,
+                             "loss": float(joint_loss(n, d)) * float(np.exp(rng.normal(0, 0.003)))})
+    return pd.DataFrame(rows)
 
 
 def noise_free() -> pd.DataFrame:
@@ -72,9 +82,10 @@ def every_run_diverged() -> pd.DataFrame:
     return table
 
 
-def with_column(column: str, transform: Callable[[pd.Series], pd.Series]) -> Callable[[], pd.DataFrame]:
+def with_column(column: str, transform: Callable[[pd.Series], pd.Series],
+                base: Callable[[], pd.DataFrame] = ladder) -> Callable[[], pd.DataFrame]:
     def make() -> pd.DataFrame:
-        table = ladder()
+        table = base()
         table[column] = transform(table[column])
         return table
     return make
@@ -100,7 +111,7 @@ def duplicated_rows() -> pd.DataFrame:
 
 def rising_loss() -> pd.DataFrame:
     """A metric where higher is better in the loss column: 'loss' grows with N and with D."""
-    table = ladder()
+    table = small()
     table["loss"] = 10.0 - table["loss"]
     return table
 
@@ -274,7 +285,7 @@ SCHEMA_DAMAGE: dict[str, tuple[Callable[[], pd.DataFrame], tuple[str, ...]]] = {
 }
 
 
-def _schema_cases() -> dict[str, Case]:
+def _table_schema_cases() -> dict[str, Case]:
     cases = {}
     for command in ("fit", "hparams", "report"):
         for damage, (make, says) in SCHEMA_DAMAGE.items():
@@ -282,6 +293,28 @@ def _schema_cases() -> dict[str, Case]:
                 continue  # fit reads each run's last row only (load_runs(keep="final")): the later one wins
             argv = tuple(a.replace("{runs}", "runs.csv") for a in READERS[command])
             cases[f"{command}-{damage}"] = Case(argv, {"runs.csv": table_file(make)}, says=says)
+    return cases
+
+
+def _rl_table_with(**changes) -> Callable[[], pd.DataFrame]:
+    return lambda: rl_table().assign(**changes)
+
+
+RL_DAMAGE: dict[str, tuple[Writer, tuple[str, ...]]] = {
+    "header_only_rl_columns": (lambda path: path.write_text("run_id,params,flops,pass_at_1\n"), ("flops",)),
+    "metric_in_percent": (table_file(lambda: rl_table().assign(pass_at_1=lambda t: 100 * t["pass_at_1"])),
+                          ("pass_at_1", "[0, 1]")),
+    "flat_curves": (table_file(_rl_table_with(pass_at_1=1.0)), ("flat",)),
+    "params_not_numeric": (table_file(_rl_table_with(params="big")), ("params",)),
+    "one_size": (table_file(lambda: rl_table().head(3)), ("one model size",)),
+    "no_metric_column": (table_file(lambda: rl_table().drop(columns=["pass_at_1"])), ("rl.csv", "pass_at_1")),
+}
+
+
+def _schema_cases() -> dict[str, Case]:
+    cases = _table_schema_cases()
+    for damage, (write, says) in RL_DAMAGE.items():
+        cases[f"rl-{damage}"] = Case(("rl", "rl.csv", "--bootstrap", "0"), {"rl.csv": write}, says=says)
     return cases
 
 
@@ -294,12 +327,16 @@ def test_invalid_or_impossible_values_are_refused_naming_column_and_row(case, tm
 # --- 3. plausible-looking but mis-scaled tables: fitted, flagged, exit 1 ------------------------------
 
 MIS_SCALED: dict[str, tuple[Callable[[], pd.DataFrame], tuple[str, ...]]] = {
-    "params_in_millions": (with_column("params", lambda s: s / 1e6), ("params look like millions",)),
+    "params_in_millions": (with_column("params", lambda s: s / 1e6, small), ("params look like millions",)),
     "params_in_thousands_with_flops": (
-        lambda: ladder().assign(flops=lambda t: 6 * t["params"] * t["tokens"], params=lambda t: t["params"] / 1e3),
+        lambda: small().assign(flops=lambda t: 6 * t["params"] * t["tokens"], params=lambda t: t["params"] / 1e3),
         ("flops are 1e+03 x",)),
-    "tokens_in_billions": (with_column("tokens", lambda s: s / 1e9), ("tokens look like millions or billions",)),
+    "tokens_in_billions": (with_column("tokens", lambda s: s / 1e9, small),
+                           ("tokens look like millions or billions",)),
+    # a small model's perplexity (25 to 60 here): a good model's (< e^3) cannot be told from nats without vocab_size
     "perplexity_as_loss": (with_column("loss", np.exp), ("perplexity",)),
+    "perplexity_with_vocab_size": (lambda: small().assign(loss=lambda t: np.exp(t["loss"]) + 10, vocab_size=256),
+                                   ("ln(vocab_size 256)",)),
     "loss_rising_with_size": (rising_loss, ("rises with model size",)),
 }
 
@@ -308,13 +345,30 @@ MIS_SCALED: dict[str, tuple[Callable[[], pd.DataFrame], tuple[str, ...]]] = {
 def test_mis_scaled_table_is_fitted_but_flagged_with_the_likely_cause(name, tmp_path, monkeypatch):
     make, says = MIS_SCALED[name]
     monkeypatch.chdir(tmp_path)
-    check_case(Case(("fit", "runs.parquet", *FAST_FIT), {"runs.parquet": table_file(make)}, code=1, says=says,
-                    writes_nothing=False), tmp_path)
+    ran = check_case(Case(("fit", "runs.parquet", *FAST_FIT), {"runs.parquet": table_file(make)}, code=1,
+                          says=says, writes_nothing=False), tmp_path)
+    warnings = [line for line in ran.err.splitlines() if line.startswith("scalefit fit: warning: ")]
+    assert len(warnings) == len(set(warnings)), "a warning printed twice"
+    assert "scalefit fit: exit 1: the table's numbers are flagged" in ran.err
 
 
-def test_a_sane_table_raises_no_plausibility_warning(tmp_path, monkeypatch):
+def test_library_users_get_the_same_checks_as_python_warnings_and_errors(tmp_path):
+    from scalefit.errors import RunsTableError
+    from scalefit.plausibility import PlausibilityWarning
+    from scalefit.runs import load_runs
+
+    table_file(with_column("params", lambda s: s / 1e6, small))(tmp_path / "millions.parquet")
+    with pytest.warns(PlausibilityWarning, match="params look like millions"):
+        load_runs(tmp_path / "millions.parquet")
+    table_file(lambda: small().assign(loss=lambda t: t["loss"].where(t.index != 2, 1e300)))(tmp_path / "big.csv")
+    with pytest.raises(RunsTableError, match=r"'loss' holds 1e\+300 on data row 3"):
+        load_runs(tmp_path / "big.csv")
+
+
+@pytest.mark.parametrize("make", [small, ladder], ids=["small", "ladder"])
+def test_a_sane_table_raises_no_plausibility_warning(make, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    table_file(ladder)(tmp_path / "runs.parquet")
+    table_file(make)(tmp_path / "runs.parquet")
     ran = run_in_process(("fit", "runs.parquet", *FAST_FIT))
     assert "warning:" not in ran.err and ran.code == 0, ran.err
 
@@ -349,6 +403,8 @@ CRASHERS: dict[str, Case] = {
         {"runs.parquet": table_file(lambda: ladder().assign(split="train"))}, says=("split",)),
     "hparams-no_flops_column": Case(("hparams", "runs.csv", "--bootstrap", "50"), {"runs.csv": table_file(ladder)},
                                     code=0, writes_nothing=False),
+    "hparams-flops_convention_6ND": Case(("hparams", "runs.csv", "--bootstrap", "50", "--flops-convention", "6ND"),
+                                         {"runs.csv": table_file(ladder)}, code=0, writes_nothing=False),
 }
 
 
@@ -548,7 +604,7 @@ def test_outputs_never_replace_what_scalefit_did_not_write(case, tmp_path, monke
 
 def test_out_replaces_only_its_own_previous_output_and_an_empty_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    table_file(ladder)(tmp_path / "runs.parquet")
+    table_file(small)(tmp_path / "runs.parquet")
     (tmp_path / "empty").mkdir()
     assert run_in_process(("fit", "runs.parquet", *FAST_FIT, "--out", "empty")).code == 0
     assert (tmp_path / "empty" / OUTPUT_MARKER).is_file() and (tmp_path / "empty" / "fit.json").is_file()

@@ -105,7 +105,8 @@ def check_out(out: str | os.PathLike | None, inputs: Iterable[str | os.PathLike]
                                      "new folder, e.g. --out out/fit")
     if path.is_dir() and not (path / OUTPUT_MARKER).exists() and any(path.iterdir()):
         raise ScalefitInputError(f"--out {out} is a folder with files scalefit did not write (it has no "
-                                 f"{OUTPUT_MARKER}); --out replaces its folder whole, so name a new or empty folder")
+                                 f"{OUTPUT_MARKER}); --out replaces its folder whole, so name a new or empty folder "
+                                 f"(an older scalefit's output: delete it, or add an empty {OUTPUT_MARKER} file)")
 
 
 def check_json_path(option: str, path: str | os.PathLike | None, inputs: Iterable[str | os.PathLike] = ()) -> None:
