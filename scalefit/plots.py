@@ -884,58 +884,50 @@ def plot_frontier(allocation=None, approaches=(), *, data_range=None):
 
 
 @_styled
-def plot_isoflops(approach, points, ax=None, *, tolerance_decades: float = 0.1):
-    """IsoFLOP profiles (Approach 2): final loss against N at each compute budget, the parabola in log N
-    fitted to it, and its minimum N_opt(C) (star).
+def plot_isoflops(approach, ax=None):
+    """IsoFLOP profiles (Approach 2): final loss against N at each compute budget, the parabola Approach 2
+    fitted to it, and its minimum N_opt(C) (star). Nothing is fitted here: the parabolas are the ones
+    stored in ``approach.optima``.
 
-    Budgets grouped as :func:`scalefit.allocation.approach2` groups them; those it excluded (too few sizes,
-    not convex, minimum outside the sizes trained) are drawn hollow, without a parabola.
+    Runs in each parabola's window are filled, the rest of a profile hollow; budgets Approach 2 excluded
+    (their lowest loss at an edge, not convex, minimum outside the sizes trained) are hollow, without a
+    parabola.
 
     Parameters
     ----------
     approach : scalefit.allocation.AllocationResult
-        The result of :func:`~scalefit.allocation.approach2` on ``points``.
-    points : pandas.DataFrame
-        The points it was given: one final point per run (``params``, ``tokens``, ``loss``).
+        The result of :func:`~scalefit.allocation.approach2` (it keeps its ``profiles`` and parabolas).
     ax : matplotlib Axes, optional
-    tolerance_decades : float
-        The grouping tolerance given to ``approach2``.
     """
     import numpy as np
 
-    from scalefit.allocation import isoflop_groups
-
+    if approach.profiles is None:
+        raise ValueError(f"{approach.approach} has no IsoFLOP profiles to draw; give approach2's result")
     fig, ax = _new_axes(ax, figsize=(5.6, 3.8))
-    compute = 6.0 * points["params"].to_numpy(float) * points["tokens"].to_numpy(float)
-    frame = points.assign(_c=compute, _group=isoflop_groups(compute, tolerance_decades))
-    optima = approach.optima
-    norm = _log_norm(compute)
+    profiles, optima = approach.profiles, approach.optima
+    norm = _log_norm(profiles["budget"].to_numpy(float))
     cmap = _cmap()
-    n_kept = 0
-    for _, members in frame.groupby("_group"):
-        budget = float(np.exp(np.log(members["_c"]).mean()))
+    for budget, members in profiles.groupby("budget"):
         colour = cmap(norm(budget))
-        best = members.loc[members.groupby("params")["loss"].idxmin()].sort_values("params")
-        match = optima[np.abs(np.log10(optima["flops"] / budget)) < tolerance_decades]
+        used = members["used"].to_numpy(bool)
+        ax.scatter(members["params"][~used], members["loss"][~used], s=18, facecolors="none",
+                   edgecolors=colour, linewidths=1.0)
+        ax.scatter(members["params"][used], members["loss"][used], s=18, color=colour, edgecolors="white",
+                   linewidths=0.4, zorder=3)
+        match = optima[np.isclose(optima["flops"], budget)]
         if match.empty:
-            ax.scatter(best["params"], best["loss"], s=18, facecolors="none", edgecolors=colour,
-                       linewidths=1.0)
             continue
-        n_kept += 1
-        x = np.log(best["params"].to_numpy(float))
-        grid = np.linspace(x.min(), x.max(), 100)
-        ax.plot(np.exp(grid), np.polyval(np.polyfit(x, best["loss"].to_numpy(float), 2), grid), color=colour)
-        ax.scatter(best["params"], best["loss"], s=18, color=colour, edgecolors="white", linewidths=0.4,
-                   zorder=3)
         row = match.iloc[0]
+        grid = np.linspace(np.log(row["params_min"]), np.log(row["params_max"]), 100)
+        ax.plot(np.exp(grid), np.polyval([row["curvature"], row["slope"], row["intercept"]], grid), color=colour)
         ax.plot(row["params_opt"], row["loss_opt"], marker="*", markersize=12, color=colour,
                 markeredgecolor="black", markeredgewidth=0.6, ls="none", zorder=4)
-    _colourbar(fig, ax, norm, "C = 6ND (training FLOPs)")
+    _colourbar(fig, ax, norm, f"C = {approach.convention} (training FLOPs)")
     ax.set_xscale("log")
     ax.set_xlabel(_LABELS["params"])
     ax.set_ylabel("final loss [nats/token]")
-    ax.set_title(f"IsoFLOP profiles: {n_kept} budgets with a parabola and its minimum (star); "
-                 "hollow: excluded")
+    ax.set_title(f"IsoFLOP profiles: {len(optima)} budgets with a parabola and its minimum (star); "
+                 "hollow: not in a parabola's window")
     return fig
 
 

@@ -247,6 +247,7 @@ def load_runs(
     fast = (keep == "final" and format in ("auto", "runs") and run_info is None and path.is_file()
             and SUPPORTED_SUFFIXES.get(readers.suffix_of(path)) == "parquet")
     df = readers.final_rows_of_parquet(path, source, mapping, status_map, notes) if fast else None
+    evaluations = _parquet_rows(path) if df is not None else None  # rows before keeping the final ones
     if df is None:
         df, mapping = readers.read_input(path, source, mapping, format, run_info)
     df = _rename(df, mapping, source)
@@ -260,6 +261,7 @@ def load_runs(
         df, note = readers.drop_rows_without_loss(df, source)
         notes += [note] if note else []
         if keep == "final":
+            evaluations = len(df)
             df = df.iloc[np.sort(_last_positions(df))]
 
     problems = _coerce_numeric(df)
@@ -280,9 +282,45 @@ def load_runs(
     else:
         df["flops"] = df["flops"].astype(float)
     check_runs(df, source)  # units: refuses impossible values, warns on likely slips (scalefit.plausibility)
+    notes += parameter_count_notes(df, mapping)
     df = df.reset_index(drop=True)
-    df.attrs = {"source": source, "flops_convention": convention, **({"notes": notes} if notes else {})}
+    df.attrs = {"source": source, "flops_convention": convention, **({"notes": notes} if notes else {}),
+                **({"rows_before_final": evaluations} if evaluations is not None else {})}
     return df
+
+
+#: Columns holding a model's activated parameters beside its total (MoE releases), and the total's names.
+ACTIVATED_PARAMETER_COLUMNS = ("Na", "N_active", "active_params", "activated_params", "params_active")
+TOTAL_PARAMETER_COLUMNS = ("N", "params_total", "total_params")
+
+
+def parameter_count_notes(df: pd.DataFrame, mapping: Mapping[str, str] | None = None) -> list[str]:
+    """One-line notes when ``params`` may be the wrong count: the table has a second parameter count (an
+    MoE release with total ``N`` and activated ``Na``), or its sizes are nearly one size.
+
+    The laws of scalefit need the parameters each token activates: for a mixture of experts the activated
+    (non-embedding) count, not the total.
+    """
+    notes = []
+    origin = next((old for old, new in (mapping or {}).items() if new == "params"), "params")
+    for column in (*ACTIVATED_PARAMETER_COLUMNS, *TOTAL_PARAMETER_COLUMNS):
+        if column == origin or column not in df or not pd.api.types.is_numeric_dtype(df[column]):
+            continue
+        if np.allclose(df[column], df["params"]):
+            continue
+        if column in ACTIVATED_PARAMETER_COLUMNS:
+            notes.append(f"params is {origin!r}, but the table also has {column!r}, an activated-parameter count "
+                         "(a mixture of experts): the laws need the parameters each token activates, so map it "
+                         f"with --map {column}=params (columns={{{column!r}: 'params'}})")
+        else:
+            notes.append(f"params is {origin!r}; the table also has {column!r}, a total parameter count: for a "
+                         "mixture of experts the laws need the activated count, as used")
+    sizes = np.sort(df["params"].unique())
+    if 1 < len(sizes) <= 8 and sizes[-1] / sizes[0] < 1.05:
+        notes.append(f"the {len(sizes)} model sizes in params lie within {100 * (sizes[-1] / sizes[0] - 1):.2g} % "
+                     "of each other: a law in N cannot be fitted across them. If the table holds mixtures of "
+                     "experts with a total and an activated count, map the activated one to params")
+    return notes
 
 
 def read_table(
@@ -370,7 +408,72 @@ def tuned_points(df: pd.DataFrame) -> pd.DataFrame:
     best = best.drop(columns=["tokens"], errors="ignore").rename(columns={"tokens_mean": "tokens"})
     columns = ["run_id", "params", "tokens", *([budget] if budget != "tokens" else []), "loss", *settings,
                "n_runs", "n_settings", "run_ids"]
-    return _with_attrs(best[columns].reset_index(drop=True), df)
+    best = best[columns].reset_index(drop=True)
+    carried = [c for c in ("flops", *CARRIED_RUN_COLUMNS) if c in final]  # per run: of the setting's first run
+    if carried:
+        best = best.join(final.drop_duplicates("run_id").set_index("run_id")[carried], on="run_id")
+    return _with_attrs(best, df)
+
+
+#: Per-run columns :func:`tuned_points` keeps (of the first run of the chosen setting) besides ``flops``.
+CARRIED_RUN_COLUMNS = ("family", "flops_budget", "compute_budget")
+
+
+def select_family(df: pd.DataFrame, family: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one ``family``, and the run ids of the others.
+
+    A table without a ``family`` column, or with one family, is returned whole when ``family`` is None.
+    Several families and no ``family``: a :class:`RunsTableError` listing each family's runs, sizes and
+    token range, because models trained on different data or recipes are not seeds of one another and one
+    law across them mixes what must not be mixed; fit them one at a time.
+    """
+    source = df.attrs.get("source", "the runs table")
+    if "family" not in df:
+        if family is not None:
+            raise RunsTableError(f"runs table {source!r} has no 'family' column, so family={family!r} selects "
+                                 "nothing; drop the family option")
+        return df, []
+    names = df["family"].astype(str)
+    known = sorted(names.unique())
+    if family is None:
+        if len(known) == 1:
+            return df, []
+        raise RunsTableError(f"runs table {source!r}, column 'family': the runs belong to {len(known)} families, "
+                             f"which one law must not mix: {family_summary(df)}. Fit one at a time with "
+                             f"--family NAME (family='NAME' in fit_runs), e.g. --family {known[0]!r}.")
+    if family not in known:
+        raise RunsTableError(f"runs table {source!r} has no family {family!r}; its families are "
+                             f"{family_summary(df)}.")
+    others = df.loc[(names != family).to_numpy(), "run_id"].astype(str).unique().tolist()
+    return _with_attrs(df[(names == family).to_numpy()], df), others
+
+
+def family_summary(df: pd.DataFrame) -> str:
+    """One phrase per family: ``'a' (12 runs, 4 sizes, N 1e6–1e8, D 1e8–1e10)``, joined by semicolons."""
+    phrases = []
+    for name, rows in df.groupby(df["family"].astype(str), sort=True):
+        phrases.append(f"{name!r} ({rows['run_id'].nunique()} runs, {rows['params'].nunique()} sizes, "
+                       f"N {rows['params'].min():.3g}–{rows['params'].max():.3g}, "
+                       f"D {rows['tokens'].min():.3g}–{rows['tokens'].max():.3g})")
+    return "; ".join(phrases)
+
+
+def table_shape(df: pd.DataFrame) -> dict:
+    """What a runs table holds: ``rows``, ``runs``, ``sizes``, ``checkpoints`` (median rows per run) and a
+    ``text`` saying so, naming a learning-curve table (checkpoints of one run per size) as such.
+
+    For a table loaded with ``keep="final"`` the rows are those of the file (``attrs["rows_before_final"]``)
+    and ``checkpoints`` their mean per run."""
+    runs, sizes = df["run_id"].nunique(), df["params"].nunique()
+    rows = int(df.attrs.get("rows_before_final", len(df)))
+    if "rows_before_final" in df.attrs:
+        checkpoints, typical = round(rows / max(runs, 1)), "a mean"
+    else:
+        checkpoints, typical = (int(df.groupby("run_id").size().median()) if len(df) else 0), "a median"
+    text = f"{rows} rows: {runs} runs of {sizes} model sizes, {typical} of {checkpoints} evaluations per run"
+    if checkpoints > 1 and runs == sizes:
+        text += " (learning curves: the checkpoints of one run per size)"
+    return {"rows": rows, "runs": runs, "sizes": sizes, "checkpoints": checkpoints, "text": text}
 
 
 def compute_frontier(df: pd.DataFrame) -> pd.DataFrame:
@@ -401,6 +504,13 @@ def _last_positions(df: pd.DataFrame) -> np.ndarray:
         split = pd.factorize(df["split"], use_na_sentinel=False)[0]
         group = group * (int(split.max(initial=0)) + 1) + split
     return readers.last_of_groups(group, pd.to_numeric(df[order], errors="coerce").to_numpy(dtype=float))
+
+
+def _parquet_rows(path: Path) -> int:
+    """Rows of a parquet file, from its metadata."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def _rename(df: pd.DataFrame, mapping: dict[str, str], source: str) -> pd.DataFrame:
@@ -434,6 +544,8 @@ def _check_required(df: pd.DataFrame, mapping: dict[str, str], source: str) -> N
     for column in missing:
         folded = {c.strip().lower().replace(" ", "_"): c for c in available}
         alias = next((a for a in readers.KNOWN_ALIASES.get(column, ()) if a in available), None)
+        if column == "params":  # an MoE table's activated count, before its total "N"
+            alias = next((a for a in ACTIVATED_PARAMETER_COLUMNS if a in available), alias)
         near = alias or folded.get(column) or next(iter(difflib.get_close_matches(column, available, n=1)), None)
         if near is not None:
             hints.append(f"{near!r} looks like {column!r}: map it with columns={{{near!r}: {column!r}}} "

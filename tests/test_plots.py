@@ -216,7 +216,7 @@ def test_frontier_puts_n_d_and_the_exponents_side_by_side(study):
 
 def test_isoflop_profiles_mark_each_approach2_minimum(study):
     approach2 = study.approaches[1]
-    fig = plots.plot_isoflops(approach2, study.points)
+    fig = plots.plot_isoflops(approach2)
     ax = fig.axes[0]
     stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
     assert len(stars) == len(approach2.optima)
