@@ -11,7 +11,11 @@ This is what ``scalefit fit`` and the report run; in a notebook::
 Points (``points=``): ``"tuned"`` (default) keeps, per (N, D), the final loss of the best learning-rate /
 batch-size setting with seeds averaged (:func:`scalefit.runs.tuned_points`), because joint laws describe
 well-tuned runs; ``"final"`` keeps every run's final point; ``"all"`` every evaluation (bootstrap then
-resamples whole runs). Only ``ok`` validation rows are used; the rest are counted in ``excluded``.
+resamples whole runs); ``"frontier"`` the loss–compute envelope over every evaluation
+(:func:`scalefit.runs.compute_frontier`), for Henighan's ``L(C) = E + (C0/C)^α`` (``law="power", x="flops"``).
+Only ``ok`` validation rows are used; the rest are counted in ``excluded``. A table with a ``family`` column
+holding several families is refused unless ``family=`` names one (models trained on different data are not
+seeds of one another).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.allocation import (
+    DEFAULT_WINDOW,
     AllocationResult,
     JointLawAllocation,
     approach1,
@@ -37,7 +42,15 @@ from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
 from scalefit.results import DEFAULT_LEVEL, check_level
-from scalefit.runs import final_points, load_runs, select, tuned_points
+from scalefit.runs import (
+    compute_frontier,
+    final_points,
+    load_runs,
+    select,
+    select_family,
+    table_shape,
+    tuned_points,
+)
 from scalefit.selection import (
     MIN_FIT_SIZES,
     ROLLOUT_BOOTSTRAP,
@@ -48,7 +61,7 @@ from scalefit.selection import (
     size_groups,
 )
 
-POINTS = ("tuned", "final", "all")
+POINTS = ("tuned", "final", "all", "frontier")
 
 
 def make_law(name: str, x: str = "params") -> Law:
@@ -67,10 +80,16 @@ def make_law(name: str, x: str = "params") -> Law:
     raise ScalefitInputError(f"unknown law {name!r}; use chinchilla, kaplan or power")
 
 
-def select_points(runs: pd.DataFrame, points: str = "tuned") -> tuple[pd.DataFrame, dict, dict]:
-    """The points to fit; a count of what was left out and why; and the left-out run ids by reason."""
+def select_points(runs: pd.DataFrame, points: str = "tuned",
+                  family: str | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """The points to fit; a count of what was left out and why; and the left-out run ids by reason.
+
+    With several families in the ``family`` column, ``family`` must name the one to fit
+    (:func:`scalefit.runs.select_family`); the other families' runs are counted as excluded.
+    """
     if points not in POINTS:
         raise ScalefitInputError(f"points must be one of {', '.join(POINTS)}, not {points!r}")
+    runs, other_families = select_family(runs, family)
     usable = select(runs, status="ok", split="val")
     excluded_runs: dict[str, list[str]] = {}
     if "status" in runs:
@@ -88,8 +107,12 @@ def select_points(runs: pd.DataFrame, points: str = "tuned") -> tuple[pd.DataFra
             excluded_runs["runs at a worse lr/batch setting of the same (N, D)"] = worse
     elif points == "final":
         chosen = final_points(usable)
+    elif points == "frontier":
+        chosen = compute_frontier(usable)
     else:
         chosen = usable
+    if other_families:
+        excluded_runs[f"runs of other families than {family!r}"] = other_families
     excluded = {reason: len(ids) for reason, ids in excluded_runs.items()}
     if "split" in runs:
         n_other = int((runs["split"] != "val").sum())
@@ -119,6 +142,8 @@ class RunsFit:
     allocation: JointLawAllocation | None
     approaches: tuple[AllocationResult, ...]
     notes: tuple[str, ...] = field(default=())
+    #: (approach, why it could not be computed) for each allocation approach that is missing.
+    approaches_missing: tuple[tuple[str, str], ...] = field(default=())
 
     def summary(self) -> str:
         sizes = self.points["params"].nunique()
@@ -134,7 +159,8 @@ class RunsFit:
             lines += ["", self.backtest.summary()]
         if self.allocation is not None:
             lines += ["", self.allocation.summary()]
-        lines += [a.summary() for a in self.approaches]
+        lines += [str(a) for a in self.approaches]
+        lines += [f"{approach}: not computed: {why}" for approach, why in self.approaches_missing]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -155,6 +181,7 @@ class RunsFit:
             },
             "allocation": None if self.allocation is None else self.allocation.to_dict(),
             "approaches": [a.to_dict() for a in self.approaches],
+            "approaches_missing": [{"approach": a, "reason": why} for a, why in self.approaches_missing],
             "notes": list(self.notes),
         })
         return json_safe(doc)
@@ -162,7 +189,8 @@ class RunsFit:
 
 def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str = "params",
              points: str = "tuned", holdout_largest: int = 1, budgets=None, columns=None,
-             flops_convention: str | None = None, level: float = DEFAULT_LEVEL, **fit_options) -> RunsFit:
+             flops_convention: str | None = None, level: float = DEFAULT_LEVEL, family: str | None = None,
+             isoflop_window: int | None = DEFAULT_WINDOW, **fit_options) -> RunsFit:
     """Fit a law to a runs table (a path or a loaded table), backtest it and, for Chinchilla, allocate compute.
 
     ``fit_options`` go to :func:`scalefit.fitting.fit` (``bootstrap``, ``seed``, ``fix``, ``tie``, ``loss``,
@@ -170,6 +198,10 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
     ``law="auto"`` chooses among :func:`scalefit.selection.default_candidates` by an expanding-window rollout
     (:func:`scalefit.selection.select_law`); with any law, a rollout over 4+ sizes measures the extrapolation
     error that the planning interval carries (docs/trust.md). ``level`` is the coverage of every interval.
+    ``family`` picks one family of a table that holds several (required then). For a law in N and D,
+    allocation Approaches 1 and 2 are computed from the points whether or not the fit succeeds
+    (``isoflop_window``: Approach 2's window, :func:`scalefit.allocation.approach2`); each approach that
+    cannot be computed is listed in ``approaches_missing`` with the reason.
     """
     if not isinstance(runs, pd.DataFrame):
         runs = load_runs(runs, columns=columns, flops_convention=flops_convention)
@@ -177,7 +209,8 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
     level = check_level(level)
     auto = isinstance(law, str) and law == "auto"
     law = Chinchilla() if auto else make_law(law, x) if isinstance(law, str) else law
-    chosen, excluded, excluded_runs = select_points(runs, points)
+    chosen, excluded, excluded_runs = select_points(runs, points, family)
+    _check_enough_points(runs, chosen, points, law, source)
     fit_options.setdefault("flops_convention", runs.attrs.get("flops_convention"))
     if holdout_largest < 0:
         raise ScalefitInputError(f"holdout_largest must be >= 0 (0: no backtest), not {holdout_largest}")
@@ -202,16 +235,37 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
             notes.append(f"no backtest: {err}")
     elif holdout_largest:
         notes.append(f"no backtest: holding out {holdout_largest} of {n_sizes} sizes would leave fewer than 3")
-    allocation, approaches = None, []
+    allocation, approaches, missing = None, [], []
     if isinstance(law, Chinchilla) and result.success:
         allocation = joint_law_allocation(result, default_budgets(chosen) if budgets is None else budgets)
-        for approach in (approach1, approach2):
+    elif isinstance(law, Chinchilla):
+        missing.append(("approach 3 (joint law)", f"the joint-law fit did not converge ({result.message})"))
+    if set(law.inputs) == {"params", "tokens"}:
+        for name, approach in (("approach 1", lambda p: approach1(p, level=level)),
+                               ("approach 2", lambda p: approach2(p, window=isoflop_window, level=level))):
             try:
                 approaches.append(approach(chosen))
-            except FitError as err:
-                notes.append(f"{approach.__name__}: {err}")
+            except (FitError, ScalefitInputError) as err:
+                missing.append((name, str(err)))
     return RunsFit(source, points, chosen, excluded, excluded_runs, result, tested, allocation, tuple(approaches),
-                   tuple(notes))
+                   tuple(notes), tuple(missing))
+
+
+def _check_enough_points(runs: pd.DataFrame, chosen: pd.DataFrame, points: str, law, source: str) -> None:
+    """Refuse, saying what the table holds, when the chosen points cannot identify the law's parameters
+    (the default tuned points of a learning-curve table: one point per size)."""
+    n_parameters = len(law.parameters)
+    if points not in ("tuned", "final") or len(chosen) > n_parameters:
+        return
+    usable = select(runs, status="ok", split="val")
+    shape = table_shape(usable)
+    options = [f"--points {option} ({what})" for option, n, what in (
+        ("all", shape["rows"], "every checkpoint; the bootstrap resamples whole runs"),
+        ("final", shape["runs"], "every run's last point")) if option != points and n > len(chosen)]
+    raise ScalefitInputError(
+        f"runs table {source!r} holds {shape['text']}; the {points} points are {len(chosen)}, too few for the "
+        f"{law.name} law's {n_parameters} parameters. Fit " + (" or ".join(options) or "a table with more runs")
+        + ".")
 
 
 def _choose_and_roll_out(law: Law, auto: bool, points: pd.DataFrame, fit_options: dict, level: float,

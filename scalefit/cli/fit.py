@@ -8,6 +8,19 @@ from scalefit.cli.common import add_input_options, floats, load_input, staged_ou
 from scalefit.errors import ScalefitInputError
 
 
+def _window(text: str) -> int | str:
+    """``--isoflop-window``: a number of sizes (3 or more) or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        window = int(text)
+    except ValueError:
+        window = 0
+    if window < 3:
+        raise argparse.ArgumentTypeError(f"must be a number of sizes, 3 or more, or 'all'; not {text!r}")
+    return window
+
+
 def _add_fit(subparsers) -> None:
     parser = subparsers.add_parser(
         "fit",
@@ -17,7 +30,9 @@ def _add_fit(subparsers) -> None:
                     "on the largest held-out size(s) and, for the joint law, compute-optimal allocation.",
         epilog="examples:\n"
                "  scalefit fit data/runs.parquet --out out/fit\n"
-               "  scalefit fit runs.csv --map 'Model Size=params' --map Tokens=tokens --law power --x flops\n"
+               "  scalefit fit data/runs.parquet --law power --x flops --points frontier   # Henighan's L(C)\n"
+               "  scalefit fit runs.csv --map 'Model Size=params' --map Tokens=tokens\n"
+               "  scalefit fit ladders.csv --family c4            # one family of a table that holds several\n"
                "  scalefit fit wandb_export.csv --columns cols.toml\n"
                "  scalefit fit data/runs.parquet --fix alpha=0.34 --bootstrap 200 --json fit.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -26,9 +41,16 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--law", choices=("chinchilla", "power", "kaplan"), default="chinchilla")
     parser.add_argument("--x", choices=("params", "tokens", "flops"), default="params",
                         help="the power law's variable (default params)")
-    parser.add_argument("--points", choices=("tuned", "final", "all"), default="tuned",
+    parser.add_argument("--points", choices=("tuned", "final", "all", "frontier"), default="tuned",
                         help="tuned: best lr/batch setting per (N, D), seeds averaged (default); final: every "
-                             "run's last point; all: every evaluation (runs resampled together)")
+                             "run's last point; all: every evaluation (runs resampled together); frontier: "
+                             "the loss-compute envelope of every evaluation (with --law power --x flops)")
+    parser.add_argument("--family", metavar="NAME",
+                        help="fit the runs of this family only (required when the family column holds several)")
+    parser.add_argument("--isoflop-window", type=_window, metavar="K|all",
+                        help="approach 2: fit each IsoFLOP parabola to the K sizes nearest its lowest loss "
+                             "(default 7, chosen on Epoch's Chinchilla points, docs/allocation.md; all: every "
+                             "size); the summary shows the exponent under other windows too")
     parser.add_argument("--loss", choices=("huber", "mse_log", "mse"), default="huber")
     parser.add_argument("--delta", type=float, default=1e-3, help="Huber threshold on log L (default 1e-3)")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
@@ -78,10 +100,12 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.budgets is not None and not (args.budgets and all(math.isfinite(c) and c > 0 for c in args.budgets)):
         raise ScalefitInputError("--budgets must be one or more finite positive FLOP budgets, e.g. 1e18,1e20")
     study = fit_runs(
-        load_input(args, keep="all" if args.points == "all" else "final"),  # final: a 10M-row history loads fast
+        load_input(args, keep="all" if args.points in ("all", "frontier") else "final"),  # final: loads fast
         law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest, budgets=args.budgets,
         loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
-        bootstrap=args.bootstrap, seed=args.seed,
+        bootstrap=args.bootstrap, seed=args.seed, family=args.family,
+        **({} if args.isoflop_window is None
+           else {"isoflop_window": None if args.isoflop_window == "all" else args.isoflop_window}),
     )
     print(study.summary())
     document = study.to_dict()
