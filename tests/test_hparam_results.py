@@ -298,3 +298,14 @@ def test_a_fitted_recommendation_states_the_setup_its_sweep_shared():
     assert laws.setup == {"schedule": "cosine", "sequence length": "1024"}
     text = laws.recommend(2e8, 8e9).summary().as_text()
     assert "Assumes schedule:" in text and "sequences of 1024" in text
+
+
+def test_schema1_fixture_keeps_loading_and_resaves_unchanged(tmp_path):
+    """A file of today's schema, committed: a later change that breaks reading it fails here."""
+    fixture = Path(__file__).parent / "fixtures" / "hparams_schema1.json"
+    laws = hp.HparamLaws.load(fixture)
+    assert laws["lr_vs_N_D"].params["a"] == pytest.approx(LR_A, abs=0.05)  # the sweep's known truth
+    assert laws["lr_vs_N_D"].conf_int(0.9).loc["a", "lo"] > laws["lr_vs_N_D"].conf_int(0.99).loc["a", "lo"]
+    assert len(laws.optima.swept) == 6 and laws.recommend(2e8, 8e9).lr > 0
+    resaved = json.loads(laws.save(tmp_path / "again.json").read_text())
+    assert resaved == json.loads(fixture.read_text())

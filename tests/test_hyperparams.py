@@ -230,7 +230,7 @@ def test_compute_form_recovered_when_optima_follow_compute():
     assert law.params["a"] == pytest.approx(-0.125, abs=0.02)
     assert law.intervals["a"][0] <= -0.125 <= law.intervals["a"][1]
     assert "lr_vs_N_D" not in result  # N and D are not single-valued within a FLOP budget
-    assert any("bs_vs_C not fitted" in note for note in result.notes)
+    assert "no swept group tried 3 or more batch sizes: no batch-size law" in result.notes
 
 
 def test_prediction_interval_contains_confidence_interval(laws):

@@ -218,7 +218,13 @@ def fit_hparam_laws(
     level = check_level(level)
     points = _law_points(optima, fit_on)
     laws, notes = {}, []
+    swept = optima.swept
+    no_batch_sweep = bool((swept["n_batch_sizes"] < 3).all())
+    if no_batch_sweep:
+        notes.append("no swept group tried 3 or more batch sizes: no batch-size law")
     for law in HPARAM_LAWS.values():
+        if law.target == "batch_size" and no_batch_sweep:
+            continue
         usable = points.dropna(subset=[*law.inputs, law.target])
         reason = _unfittable_reason(law, usable)
         if not reason:
@@ -228,10 +234,9 @@ def fit_hparam_laws(
                 reason = str(err)
         if reason:
             notes.append(f"{law.name} not fitted: {reason}")
-    swept = optima.swept
     for axis, name in (("lr", "LR"), ("batch_size", "batch-size")):
         unlocated = int((~swept[f"{axis}_located"]).sum())
-        if unlocated:
+        if unlocated and not (axis == "batch_size" and no_batch_sweep):
             notes.append(f"{unlocated} of {len(swept)} swept groups are left out of the {name} laws: fewer than "
                          "3 values tried, or the best on the grid's edge (see the optima's warnings)")
     if not laws:

@@ -243,6 +243,7 @@ def locate_optima(
     -------
     HparamOptima
     """
+    source = str(source)
     missing = [column for column in ("params", "tokens", "loss", "lr") if column not in runs.columns]
     if missing:
         raise ScalefitInputError(f"{source}: the runs need columns {missing} to locate LR optima")

@@ -306,7 +306,7 @@ def recommend(
     if batch_law is None and bs_law == "N_D":
         raise ScalefitInputError(f"{laws.source} has no bs_vs_N_D law (laws: {sorted(laws.usable)})")
     if batch_law is None:
-        reasons = [n for n in laws.notes if n.startswith("bs_vs_D ") or "batch-size laws" in n]
+        reasons = [n for n in laws.notes if n.startswith("bs_vs_D ") or "batch-size law" in n]
         warnings.append("no batch-size law, so no batch size: " + ("; ".join(reasons) if reasons else
                         "the source has none"))
     used = [law for law in (lr_law, batch_law) if law is not None]
