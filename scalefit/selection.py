@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import FitError, ScalefitInputError
+from scalefit.errors import FitError
 from scalefit.fitting import ExtrapolationError, FitResult, extrapolation_distance, fit
 from scalefit.laws import Chinchilla, Kaplan
 from scalefit.laws.base import Law
@@ -247,13 +247,16 @@ def _disagreement(rollouts: dict[str, Rollout]) -> str | None:
     return "windows disagree on the best law (" + "; ".join(parts) + "): the choice rests on the weighting"
 
 
-def check_auto_options(fix: Mapping[str, float] | None, tie) -> float | None:
-    """The E a user fixed for the ``E fixed`` candidate; other fixes or ties do not go with ``--law auto``."""
+def auto_constraints(fix: Mapping[str, float] | None, tie) -> tuple[bool, float | None]:
+    """Whether ``--law auto`` can choose given the user's ``fix``/``tie``, and the E they fixed, if any.
+
+    A fixed E adds the ``E fixed`` candidate. Any other fix or a tie is a constraint the user chose on the
+    joint law: then there is nothing to choose, and the joint law is fitted as given.
+    """
     other = {k: v for k, v in (fix or {}).items() if k not in ("E", "e")}
     if other or tie:
-        raise ScalefitInputError("--law auto chooses among its own constraints (free, α=β, E fixed, Kaplan); "
-                                 "with --fix of other parameters or --tie, name the law: --law chinchilla")
+        return False, None
     if not fix:
-        return None
+        return True, None
     value = next(iter(fix.values()))
-    return float(np.exp(value)) if "e" in fix else float(value)
+    return True, float(np.exp(value)) if "e" in fix else float(value)

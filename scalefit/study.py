@@ -54,7 +54,7 @@ from scalefit.runs import (
 from scalefit.selection import (
     MIN_FIT_SIZES,
     ROLLOUT_BOOTSTRAP,
-    check_auto_options,
+    auto_constraints,
     default_candidates,
     rollout,
     select_law,
@@ -273,15 +273,16 @@ def _choose_and_roll_out(law: Law, auto: bool, points: pd.DataFrame, fit_options
     """The law to fit (chosen by rollout when ``auto``; ``fit_options`` get its fix/tie), the selection
     record, and the extrapolation error measured by the rollout of that law (None without 4+ sizes)."""
     enough = "params" in points and int(size_groups(points["params"]).max()) + 1 > MIN_FIT_SIZES
-    if auto:
-        floor = check_auto_options(fit_options.pop("fix", None), fit_options.pop("tie", None))
+    can_choose, floor = auto_constraints(fit_options.get("fix"), fit_options.get("tie"))
+    if auto and not can_choose:
+        notes.append("law auto: --fix/--tie constrain the joint law, so it was fitted as given (no selection)")
+    elif auto and not enough:
+        notes.append(f"law auto: fewer than {MIN_FIT_SIZES + 1} model sizes, nothing to choose by: fitted the "
+                     "joint law as given")
+    elif auto:
         candidates = default_candidates(floor)
-        if not enough:
-            notes.append(f"law auto: fewer than {MIN_FIT_SIZES + 1} model sizes, nothing to choose by; fitted "
-                         f"{candidates[0].name}")
-            fit_options.update(fix=candidates[0].fix, tie=candidates[0].tie)
-            return candidates[0].law, None, None
-        selection = select_law(points, candidates, level=level, **fit_options)
+        options = {k: v for k, v in fit_options.items() if k not in ("fix", "tie")}
+        selection = select_law(points, candidates, level=level, **options)
         picked = next(c for c in candidates if c.name == selection.chosen)
         fit_options.update(fix=picked.fix, tie=picked.tie)
         return picked.law, selection.to_dict(candidates), selection.rollouts[picked.name].extrapolation_error()

@@ -89,12 +89,14 @@ class Fitted:
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> Fitted:
-    """One ``scalefit fit RUNS --out DIR --json FILE --bootstrap 100`` shared by the fit/predict/allocate tests."""
+    """One ``scalefit fit RUNS --law chinchilla --out DIR --json FILE --bootstrap 100`` shared by the
+    fit/predict/allocate tests: the free joint law, whose exponents these tests check (the default, ``--law
+    auto``, is tested in test_selection.py)."""
     root = tmp_path_factory.mktemp("fit")
     runs = root / "runs.parquet"
     runs_table().to_parquet(runs, index=False)
     out, fit_json = root / "out", root / "fit.json"
-    ran = run_cli("fit", runs, "--out", out, "--json", fit_json, "--bootstrap", 100)
+    ran = run_cli("fit", runs, "--law", "chinchilla", "--out", out, "--json", fit_json, "--bootstrap", 100)
     assert ran.code == 0, ran.err
     return Fitted(ran, runs, out, fit_json, json.loads(fit_json.read_text()))
 
@@ -315,7 +317,8 @@ def test_tie_gives_equal_alpha_and_beta(fitted, tmp_path):
 def test_map_renames_a_csv_column_with_a_space(fitted, tmp_path):
     csv = tmp_path / "runs.csv"
     runs_table().rename(columns={"params": "Model Size"}).to_csv(csv, index=False)
-    doc = fit_doc(tmp_path, csv, "--map", "Model Size=params", "--bootstrap", 0, "--holdout-largest", 0)
+    doc = fit_doc(tmp_path, csv, "--map", "Model Size=params", "--law", "chinchilla", "--bootstrap", 0,
+                  "--holdout-largest", 0)
     assert doc["source"] == str(csv)
     assert doc["n_points"] == fitted.doc["n_points"]
     for name, value in fitted.doc["params"].items():  # the same data as the parquet file: the same estimate

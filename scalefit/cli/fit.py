@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import add_input_options, floats, load_input, staged_output_dir, write_json
+from scalefit.cli.common import (
+    add_input_options,
+    floats,
+    load_input,
+    result_exit_code,
+    staged_output_dir,
+    write_json,
+)
 from scalefit.errors import ScalefitInputError
+
+
+def _level(text: str) -> float:
+    """``--level``: a coverage in (0, 1)."""
+    from scalefit.results import check_level
+
+    try:
+        return check_level(float(text))
+    except (ValueError, ScalefitInputError):
+        raise argparse.ArgumentTypeError(f"must be a coverage between 0 and 1, e.g. 0.9, not {text!r}") from None
 
 
 def _window(text: str) -> int | str:
@@ -38,7 +55,10 @@ def _add_fit(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", metavar="RUNS", help="runs table (parquet or CSV)")
-    parser.add_argument("--law", choices=("chinchilla", "power", "kaplan"), default="chinchilla")
+    parser.add_argument("--law", choices=("auto", "chinchilla", "power", "kaplan"), default="auto",
+                        help="auto (default): choose among the free joint law, alpha=beta, E fixed (with --fix "
+                             "E=...) and Kaplan's law by an expanding-window backtest (docs/trust.md); "
+                             "chinchilla: the free joint law")
     parser.add_argument("--x", choices=("params", "tokens", "flops"), default="params",
                         help="the power law's variable (default params)")
     parser.add_argument("--points", choices=("tuned", "final", "all", "frontier"), default="tuned",
@@ -64,6 +84,7 @@ def _add_fit(subparsers) -> None:
                         help="compute budgets [FLOP] for the allocation table (default: the data's range "
                              "and 3 decades beyond)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--level", type=_level, default=0.95, help="coverage of every interval (default 0.95)")
     parser.add_argument("--out", metavar="DIR", help="write fit.json, report.md and PNG plots here")
     parser.add_argument("--json", metavar="FILE", help="write fit.json here too")
     add_input_options(parser)
@@ -103,7 +124,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         load_input(args, keep="all" if args.points in ("all", "frontier") else "final"),  # final: loads fast
         law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest, budgets=args.budgets,
         loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
-        bootstrap=args.bootstrap, seed=args.seed, family=args.family,
+        bootstrap=args.bootstrap, seed=args.seed, level=args.level, family=args.family,
         **({} if args.isoflop_window is None
            else {"isoflop_window": None if args.isoflop_window == "all" else args.isoflop_window}),
     )
@@ -116,15 +137,16 @@ def _run_fit(args: argparse.Namespace) -> int:
             write_fit_outputs(study, out)
         if args.json:  # inside the block: if it fails, the output folder is not put in place either
             write_json(args.json, document)
-    return 0 if study.result.success else 1
+    return result_exit_code(study.result)
 
 
 def _add_predict(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="predicted loss of planned runs from a fit.json, with intervals",
-        description="Predict the loss at (N, D) from a saved fit, with the confidence interval of the mean "
-                    "and the prediction interval of a single run (bootstrap draws stored in fit.json).",
+        description="Predict the loss at (N, D) from a saved fit, with intervals of the mean, of a single "
+                    "run and for planning (which also carries the extrapolation error the fit's rollout "
+                    "measured), and the distance beyond the fitted data in decades (a warning past one).",
         epilog="example:\n  scalefit predict --fit out/fit/fit.json --params 1e6,3e6 --tokens 2e7",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -132,14 +154,18 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--params", type=floats, metavar="N[,N...]", help="non-embedding parameters")
     parser.add_argument("--tokens", type=floats, metavar="D[,D...]", help="training tokens")
     parser.add_argument("--flops", type=floats, metavar="C[,C...]", help="training FLOPs (power law in flops)")
+    parser.add_argument("--level", type=_level, help="coverage of the intervals (default: the fit's, 0.95)")
     parser.add_argument("--json", metavar="FILE", help="also write the predictions as JSON")
     parser.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    import sys
+
     import numpy as np
     import pandas as pd
 
+    from scalefit.fitting.extrapolation import extrapolation_distance, extrapolation_warning
     from scalefit.study import load_fit
 
     result = load_fit(args.fit)
@@ -153,21 +179,27 @@ def _run_predict(args: argparse.Namespace) -> int:
         raise ScalefitInputError("give one value or equally many values to each of --params, --tokens, --flops")
     if not (np.isfinite(frame) & (frame > 0)).all(axis=None):
         raise ScalefitInputError("--params, --tokens and --flops must be finite and positive")
-    if len(result.draws) and result.draws["converged"].any():
-        confidence = result.predict(frame, interval="confidence", level=result.level)
-        prediction = result.predict(frame, interval="prediction", level=result.level)
-        heading = (f"{100 * result.level:.0f}% intervals of the mean (mean_lo, mean_hi) and of one run "
-                   "(run_lo, run_hi)")
-    else:  # a fit made with --bootstrap 0: the point prediction only
-        confidence = prediction = result.predict(frame, interval=None).assign(lo=np.nan, hi=np.nan)
-        heading = "no intervals: the fit has no bootstrap draws (refit with --bootstrap N for them)"
-    table = frame.assign(loss=confidence["mean"], mean_lo=confidence["lo"], mean_hi=confidence["hi"],
-                         run_lo=prediction["lo"], run_hi=prediction["hi"])
-    print(f"{result.law!r} from {args.fit}; {heading}")
+    level = result.level if args.level is None else args.level
+    band = result.predict(frame, level=level)
+    distance = extrapolation_distance(result, frame)
+    table = frame.assign(loss=band["mean"], mean_lo=band["mean_lo"], mean_hi=band["mean_hi"],
+                         run_lo=band["obs_lo"], run_hi=band["obs_hi"], plan_lo=band["plan_lo"],
+                         plan_hi=band["plan_hi"]).join(distance)
+    if not len(result.usable_draws):
+        heading = ("no intervals: " + (f"they are not identified ({result.interval_issue})" if result.interval_issue
+                                       else "the fit has no bootstrap draws (refit with --bootstrap N for them)"))
+    else:
+        heading = (f"{100 * level:g} % intervals of the mean (mean_lo, mean_hi), of one run (run_lo, run_hi) and "
+                   "for planning (plan_lo, plan_hi: also the extrapolation error a rollout measured"
+                   + ("" if result.extrapolation_error else "; none was measured") + ")")
+    print(f"{result.law!r} from {args.fit}; {heading}; decades = distance beyond the fitted data")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    warning = extrapolation_warning(distance)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
-        write_json(args.json, {"fit": str(args.fit), "level": result.level,
-                               "predictions": table.to_dict(orient="records")})
+        write_json(args.json, {"fit": str(args.fit), "level": level, "status": result.status,
+                               "reasons": list(result.reasons), "predictions": table.to_dict(orient="records")})
     return 0
 
 
@@ -182,20 +214,26 @@ def _add_allocate(subparsers) -> None:
     )
     parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="fit.json written by scalefit fit")
     parser.add_argument("--flops", type=floats, required=True, metavar="C[,C...]", help="budgets [FLOP]")
+    parser.add_argument("--level", type=_level, help="coverage of the intervals (default: the fit's, 0.95)")
     parser.add_argument("--json", metavar="FILE", help="also write the allocation as JSON")
     parser.set_defaults(run=_run_allocate)
 
 
 def _run_allocate(args: argparse.Namespace) -> int:
     import math
+    import sys
 
     from scalefit.allocation import joint_law_allocation
+    from scalefit.fitting.extrapolation import extrapolation_warning
     from scalefit.study import load_fit
 
     if not args.flops or not all(math.isfinite(c) and c > 0 for c in args.flops):
         raise ScalefitInputError("--flops must be one or more finite positive budgets, e.g. --flops 1e18,1e20")
-    allocation = joint_law_allocation(load_fit(args.fit), args.flops)
+    allocation = joint_law_allocation(load_fit(args.fit), args.flops, level=args.level)
     print(allocation.summary())
+    warning = extrapolation_warning(allocation.table, "the compute-optimal allocation")
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
         write_json(args.json, allocation.to_dict())  # intervals are NaN (null) without bootstrap draws
     return 0
