@@ -432,8 +432,10 @@ class JointLawAllocation:
     def summary(self) -> str:
         lo, hi = self.params_exponent_interval
         pct = f"{100 * self.level:g} %"
-        lines = [(f"approach 3 (joint law): N_opt ∝ C^{self.params_exponent:.3f} [{lo:.3f}, {hi:.3f}], "
-                 f"D_opt ∝ C^{1 - self.params_exponent:.3f} [{1 - hi:.3f}, {1 - lo:.3f}] (C = 6ND; {pct} "
+        n_band, d_band = (("(fixed)", "(fixed)") if self.exponent_fixed
+                          else (f"[{lo:.3f}, {hi:.3f}]", f"[{1 - hi:.3f}, {1 - lo:.3f}]"))
+        lines = [(f"approach 3 (joint law): N_opt ∝ C^{self.params_exponent:.3f} {n_band}, "
+                 f"D_opt ∝ C^{1 - self.params_exponent:.3f} {d_band} (C = 6ND; {pct} "
                  "intervals; loss with its planning interval; decades beyond the fitted data)"),
                  (f"{'C [FLOP]':>10} {'N_opt':>10} {'':>21} {'D_opt':>10} {'':>21} {'D/N':>7} {'loss':>7} "
                  f"{'plan':>17} {'decades':>7}")]
