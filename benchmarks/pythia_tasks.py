@@ -84,11 +84,11 @@ def markdown(answer: pd.DataFrame, level: float, methods: pd.DataFrame) -> str:
         lines.append(f"| {row.task} | {row.size} | {row.actual:.3f} | {row.raw_mean:.3f} | "
                      f"[{row.obs_lo:.3f}, {row.obs_hi:.3f}] | {row.error_points:+.1f} | {verdict} |")
     good = answer[answer["predictable"]]
-    lines += ["", (f"Mean absolute error: {answer['error_points'].abs().mean():.1f} points over all "
-                  f"{len(answer)} predictions; {good['error_points'].abs().mean():.1f} points over the "
-                  f"{len(good)} called predictable. Coverage of the {pct} one-run interval: "
-                  f"{answer['covered'].mean():.0%} (all), {good['covered'].mean() if len(good) else float('nan'):.0%} "
-                  "(predictable).")]
+    called = (f"{good['error_points'].abs().mean():.1f} points over the {len(good)} called predictable "
+              f"(their interval covers {good['covered'].mean():.0%})" if len(good) else "none called predictable")
+    lines += ["", (f"Mean absolute error: {answer['error_points'].abs().mean():.1f} points over all {len(answer)} "
+                   f"predictions; {called}. Coverage of the {pct} one-run interval over all: "
+                   f"{answer['covered'].mean():.0%}.")]
     lines += ["", f"| method | mean abs. error (points) | coverage of the {pct} one-run interval |", "|---|---|---|"]
     lines += [f"| {name} | {row.abs_error:.1f} | {row.covered:.0%} |" for name, row in methods.iterrows()]
     return "\n".join(lines)

@@ -130,7 +130,7 @@ def fit_task_scaling(
             main = fits.chain(points, key, floor, targets)
         except FitError as err:
             failed.append(f"{task}: {err}")
-            rows[task] = _task_row(level_value, origin, floor is None, points, thresholds, None, [str(err)])
+            rows[task] = _task_row(level_value, origin, floor is None, points, thresholds, None, [str(err)], "")
             continue
         _collect(params, draws, key, task, main)
         predictions[f"{task}|two-step"] = _stored(main.mean, main.draws, main.obs_draws)
@@ -147,8 +147,11 @@ def fit_task_scaling(
         tried = _backtest(fits, points, key, floor, level) if backtest else None
         width = _width(main.draws, level)
         noise, relative = checkpoint_noise(points, last_k=thresholds.last_k)
-        reasons = verdict(width[0], relative, tried, thresholds)
-        rows[task] = _task_row(level_value, origin, floor is None, points, thresholds, tried, reasons,
+        issue = _interval_issue(main)
+        if issue:
+            suspect.append(f"no interval can be read from the bootstrap: {issue}")
+        reasons = verdict(width[0], relative, tried, thresholds, issue)
+        rows[task] = _task_row(level_value, origin, floor is None, points, thresholds, tried, reasons, issue,
                                main.step2.law.x_range, noise, relative)
 
     suspect = list(dict.fromkeys(suspect))  # a shared step 1 is flagged once
@@ -247,7 +250,8 @@ def _backtest(fits: _Fits, points: pd.DataFrame, key: str, floor: float | None, 
     except FitError as err:
         return {"size": sizes[-1], "actual": actual, "predicted": np.nan, "obs_lo": np.nan, "obs_hi": np.nan,
                 "error": str(err)}
-    obs_lo, obs_hi = percentile_interval(held.obs_draws, level) if len(held.obs_draws) else (np.nan, np.nan)
+    readable = len(held.obs_draws) and not _interval_issue(held)
+    obs_lo, obs_hi = percentile_interval(held.obs_draws, level) if readable else (np.nan, np.nan)
     return {"size": sizes[-1], "actual": actual, "predicted": float(held.mean[0]),
             "obs_lo": float(np.ravel(obs_lo)[0]), "obs_hi": float(np.ravel(obs_hi)[0])}
 
@@ -273,10 +277,16 @@ def _collect(params: dict, draws: dict, key: str, task: str, main: Chain) -> Non
             draws[prefix + name] = fitted.draws[name].to_numpy(dtype=float) if len(fitted.draws) else np.empty(0)
 
 
-def _task_row(chance, origin, floor_fitted, points, thresholds, tried, reasons, x_range=(np.nan, np.nan),
+def _interval_issue(fitted: Chain) -> str:
+    """The engine's reasons (if any) why either step's bootstrap gives no interval, one line."""
+    issues = [getattr(step, "interval_issue", None) for step in (fitted.step1, fitted.step2)]
+    return "; ".join(dict.fromkeys(issue for issue in issues if issue))
+
+
+def _task_row(chance, origin, floor_fitted, points, thresholds, tried, reasons, issue, x_range=(np.nan, np.nan),
               noise=np.nan, relative=np.nan) -> dict:
     tried = tried or {}
-    return {"chance": chance, "chance_source": origin, "floor_fitted": bool(floor_fitted),
+    return {"chance": chance, "chance_source": origin, "floor_fitted": bool(floor_fitted), "interval_issue": issue,
             "x_lo": x_range[0], "x_hi": x_range[1], "noise": noise, "relative_noise": relative,
             "backtest_size": tried.get("size", np.nan), "backtest_actual": tried.get("actual", np.nan),
             "backtest_predicted": tried.get("predicted", np.nan), "backtest_obs_lo": tried.get("obs_lo", np.nan),

@@ -9,7 +9,8 @@ are the ones the ladder predicts badly. Three checks, each a reason when it fail
 - **backtest**: fit both steps on every size but the largest and predict the largest's final accuracy;
   it fails when the error exceeds ``max_backtest_error`` or the actual value falls outside the prediction
   interval for one run;
-- **width**: the interval of the predicted mean is wider than ``max_width`` (accuracy points / 100).
+- **width**: the interval of the predicted mean is wider than ``max_width`` (accuracy points / 100), or
+  cannot be read at all (the engine's ``interval_issue``: e.g. a bootstrap over too few runs).
 """
 
 from __future__ import annotations
@@ -43,10 +44,18 @@ def checkpoint_noise(points: pd.DataFrame, metric: str = "acc", last_k: int = 5)
     return noise, relative
 
 
-def verdict(width: float, relative_noise: float, backtest: dict | None, thresholds: Thresholds) -> list[str]:
-    """The reasons a prediction is not trustworthy at this ladder (empty: predictable)."""
+def verdict(width: float, relative_noise: float, backtest: dict | None, thresholds: Thresholds,
+            interval_issue: str | None = None) -> list[str]:
+    """The reasons a prediction is not trustworthy at this ladder (empty: predictable).
+
+    ``interval_issue`` is the engine's reason why a step's bootstrap cannot give an interval (e.g. too few
+    runs for enough distinct resamples); the width is then not judged, the interval itself is the problem.
+    A backtest without an interval (NaN ``obs_lo``/``obs_hi``) is judged by its error alone.
+    """
     reasons = []
-    if not np.isfinite(width):
+    if interval_issue:
+        reasons.append(f"no trustworthy interval ({interval_issue.split(':')[0]})")
+    elif not np.isfinite(width):
         reasons.append("no interval (the bootstrap refits did not converge)")
     elif width > thresholds.max_width:
         reasons.append(f"interval {100 * width:.1f} points wide (> {100 * thresholds.max_width:g})")
@@ -61,6 +70,7 @@ def verdict(width: float, relative_noise: float, backtest: dict | None, threshol
         if miss > thresholds.max_backtest_error:
             reasons.append(f"backtest missed the largest size by {100 * miss:.1f} points "
                            f"(> {100 * thresholds.max_backtest_error:g})")
-        elif not backtest["obs_lo"] <= backtest["actual"] <= backtest["obs_hi"]:
+        elif (np.isfinite(backtest["obs_lo"]) and np.isfinite(backtest["obs_hi"])
+              and not backtest["obs_lo"] <= backtest["actual"] <= backtest["obs_hi"]):
             reasons.append("backtest: the largest size's accuracy lies outside its prediction interval")
     return reasons

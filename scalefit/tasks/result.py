@@ -208,4 +208,6 @@ def _reasons(result: TaskScalingResult, task: str) -> list[list[str]]:
     stored = result.prediction_draws[f"{task}|two-step"]
     draws = np.asarray(stored["draws"], dtype=float).reshape(-1, len(result.targets))
     lo, hi = percentile_interval(draws, result.level)
-    return [verdict(w, row["relative_noise"], backtest, result.thresholds) for w in hi - lo]
+    issue = row.get("interval_issue")
+    issue = issue if isinstance(issue, str) else None
+    return [verdict(w, row["relative_noise"], backtest, result.thresholds, issue) for w in hi - lo]
