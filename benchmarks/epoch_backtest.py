@@ -93,7 +93,7 @@ def main() -> None:
     print(f"chosen {selection.chosen}: mean |err| {chosen['mean |err|']:.2%} vs free joint law "
           f"{free['mean |err|']:.2%} on the held-out runs: {verdict}")
     print("\ntimings [s] (fit with bootstrap + its rollout): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + f"; selection (4 candidates) {chosen_time:.1f}")
+          + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + f"; selection ({len(candidates)} candidates) {chosen_time:.1f}")
 
 
 if __name__ == "__main__":
