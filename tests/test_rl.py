@@ -286,7 +286,7 @@ def test_cli_writes_json_and_plots(tmp_path, capsys):
     assert code == 0
     assert "K_max" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "summary.txt", "points.csv",
-                                                              "curves.png", "efficiency.png"}
+                                                              "curves.png", "efficiency.png", ".scalefit-output"}
     payload = json.loads((tmp_path / "rl.json").read_text())
     assert payload["protocol"]["variants"] == ["slope-only", "full"] and "heldout_error" in payload
 
