@@ -148,12 +148,19 @@ def _read_parts(folder: Path, source: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], status_map: dict[str, str],
-                           notes: list[str]) -> pd.DataFrame | None:
-    """``keep="final"`` on a parquet file: choose the rows from the key columns, then read only those rows.
+#: Runs-table columns whose values must be finite and > 0 (``load_runs``' checks; ``step`` must be >= 0).
+_POSITIVE_COLUMNS = ("params", "tokens", "batch_size", "lr", "flops", "n_layers", "d_model", "seq_len")
 
-    Returns None (the caller reads the whole file, and reports its problems) when the file cannot be read
-    this way: unreadable, not in runs-table shape, or key columns that are not plain numbers or text.
+
+def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], status_map: dict[str, str],
+                          statuses: tuple[str, ...], numeric: tuple[str, ...],
+                          notes: list[str]) -> pd.DataFrame | None:
+    """``keep="final"`` on a parquet file: check every row column by column, choose each run's last row from
+    the key columns, then read only those rows.
+
+    Returns None (the caller reads and validates the whole file, and names any problem) when the file
+    cannot be read this way: unreadable, not in runs-table shape, or any row that ``load_runs``' checks
+    would refuse (a value out of range, text in a numeric column, an unknown status, a repeated step).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -175,27 +182,42 @@ def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], stat
     keys = {c: file_column(c) for c in ("run_id", "loss", "split", "status")}
     if order is None or keys["run_id"] is None or keys["loss"] is None:
         return None
+    schema = file.schema_arrow
+    if any(not (pa.types.is_integer(schema.field(name).type) or pa.types.is_floating(schema.field(name).type))
+           for name in filter(None, map(file_column, numeric))):
+        return None  # text (or booleans) in a numeric column: the full read names the cells
     try:
         table = file.read(columns=list(dict.fromkeys([order, *filter(None, keys.values())])))
         loss = table.column(keys["loss"]).to_numpy().astype(float)
         position = table.column(order).to_numpy().astype(float)
         group = _codes(table.column(keys["run_id"]))[0]
+        if (group < 0).any():
+            return None  # rows without a run_id
         if keys["split"]:
             split = _codes(table.column(keys["split"]))[0]
-            group = group * (int(split.max()) + 2) + split + 1
+            group = group * (int(split.max(initial=0)) + 2) + split + 1
+        status_ok = np.ones(len(loss), dtype=bool)
         if keys["status"]:
             codes, values = _codes(table.column(keys["status"]))
-            recoded = np.array([status_map.get(v, v) for v in values] + [None], dtype=object)
-            status_ok = np.isin(codes, np.flatnonzero(recoded == "ok")) | (codes < 0)
-        else:
-            status_ok = np.ones(len(loss), dtype=bool)
+            recoded = [status_map.get(v, v) for v in values]
+            if not set(recoded) <= set(statuses) or (codes < 0).any():
+                return None  # unknown or missing statuses
+            status_ok = np.isin(codes, [i for i, v in enumerate(recoded) if v == "ok"])
     except (pa.ArrowException, TypeError, ValueError):
         return None
-    usable = np.flatnonzero(~(np.isnan(loss) & status_ok))
-    if len(usable) < len(loss):
-        dropped = np.isnan(loss) & status_ok
+    dropped = np.isnan(loss) & status_ok
+    usable = np.flatnonzero(~dropped)
+    with np.errstate(invalid="ignore"):
+        bad_loss = (status_ok & np.isinf(loss)) | (np.isfinite(loss) & (loss <= 0))
+    if bad_loss.any() or not _in_range(file, file_column, usable):
+        return None
+    by_group = np.lexsort((position[usable], group[usable]))
+    same_group = group[usable][by_group][1:] == group[usable][by_group][:-1]
+    if (same_group & (position[usable][by_group][1:] == position[usable][by_group][:-1])).any():
+        return None  # a run logs one step twice
+    if dropped.any():
         notes.append(no_loss_note(source, int(dropped.sum()), len(loss), len(np.unique(group[dropped]))))
-    rows = np.sort(usable[last_of_groups(group[usable], position[usable])])
+    rows = np.sort(usable[by_group[np.r_[~same_group, True]]])
     taken = pa.array(rows)
     columns = {name: (table.column(name) if name in table.column_names else file.read(columns=[name]).column(0))
                .take(taken) for name in names}
@@ -205,6 +227,22 @@ def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], stat
             df[name] = df[name].astype(df[name].cat.categories.dtype)
     df.index = rows
     return df
+
+
+def _in_range(file, file_column, rows: np.ndarray) -> bool:
+    """Whether the ``rows`` of every positive column are finite and > 0 and ``step`` finite and >= 0,
+    read one column at a time."""
+    checks = [(c, 0.0, False) for c in _POSITIVE_COLUMNS] + [("step", 0.0, True)]
+    for column, bound, inclusive in checks:
+        name = file_column(column)
+        if name is None:
+            continue
+        values = file.read(columns=[name]).column(0).to_numpy().astype(float)[rows]
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values) & ((values >= bound) if inclusive else (values > bound))
+        if not ok.all():
+            return False
+    return True
 
 
 def _codes(column) -> tuple[np.ndarray, list]:

@@ -246,8 +246,10 @@ def load_runs(
     notes: list[str] = []
     fast = (keep == "final" and format in ("auto", "runs") and run_info is None and path.is_file()
             and SUPPORTED_SUFFIXES.get(readers.suffix_of(path)) == "parquet")
-    df = readers.final_rows_of_parquet(path, source, mapping, status_map, notes) if fast else None
-    evaluations = _parquet_rows(path) if df is not None else None  # rows before keeping the final ones
+    df = readers.final_rows_of_parquet(path, source, mapping, status_map, STATUSES, NUMERIC_COLUMNS,
+                                       notes) if fast else None
+    fast = df is not None  # else the file needs the whole read (which names any problem)
+    evaluations = _parquet_rows(path) if fast else None  # rows before keeping the final ones
     if df is None:
         df, mapping = readers.read_input(path, source, mapping, format, run_info)
     df = _rename(df, mapping, source)
@@ -260,9 +262,6 @@ def load_runs(
     if not fast:
         df, note = readers.drop_rows_without_loss(df, source)
         notes += [note] if note else []
-        if keep == "final":
-            evaluations = len(df)
-            df = df.iloc[np.sort(_last_positions(df))]
 
     problems = _coerce_numeric(df)
     _raise(problems, source)
@@ -281,6 +280,9 @@ def load_runs(
         df["flops_convention"] = convention
     else:
         df["flops"] = df["flops"].astype(float)
+    if keep == "final" and not fast:  # every row was checked above; keep each run's last
+        evaluations = len(df)
+        df = df.iloc[np.sort(_last_positions(df))]
     check_runs(df, source)  # units: refuses impossible values, warns on likely slips (scalefit.plausibility)
     notes += parameter_count_notes(df, mapping)
     df = df.reset_index(drop=True)

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scalefit import readers
 from scalefit.cli import main
 from scalefit.errors import RunsTableError
 from scalefit.readers import mlflow_to_wide, parse_value_map, read_mapping_file
-from scalefit.runs import final_points, load_runs, write_runs
+from scalefit.runs import NUMERIC_COLUMNS, STATUSES, final_points, load_runs, write_runs
 
 BYO = Path(__file__).resolve().parent / "fixtures" / "byo"
 _spec = importlib.util.spec_from_file_location("byo_make", BYO / "make.py")
@@ -271,3 +272,24 @@ def test_keep_final_equals_the_final_points_of_the_whole_table(tmp_path, suffix)
     val = fast[fast["split"] == "val"]
     assert set(val.loc[val["run_id"].isin(["r0", "r2", "r4"]), "step"]) == {7}  # last step with a loss
     assert fast.attrs["notes"] == load_runs(path, **options).attrs["notes"]
+
+
+@pytest.mark.parametrize("column, row, value", [
+    ("params", 17, -1.0),  # out of range in a row of run r1 that is not its last
+    ("step", 19, 1),  # a step logged twice
+    ("status", 18, "running"),  # a status the map does not recode
+    ("loss", 20, math.inf),
+])
+def test_keep_final_refuses_what_the_whole_read_refuses(tmp_path, column, row, value):
+    table = history_with_splits_ties_and_gaps()
+    options = {"status_map": {"finished": "ok"}}
+    table.to_parquet(tmp_path / "clean.parquet")
+    assert readers.final_rows_of_parquet(tmp_path / "clean.parquet", "clean", {}, options["status_map"],
+                                         STATUSES, NUMERIC_COLUMNS, []) is not None  # the fast path reads it
+    table.loc[table.index[row], column] = value
+    table.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(RunsTableError) as whole:
+        load_runs(tmp_path / "bad.parquet", **options)
+    with pytest.raises(RunsTableError) as final:
+        load_runs(tmp_path / "bad.parquet", keep="final", **options)
+    assert str(final.value) == str(whole.value)
