@@ -472,7 +472,8 @@ def table_shape(df: pd.DataFrame) -> dict:
         checkpoints, typical = round(rows / max(runs, 1)), "a mean"
     else:
         checkpoints, typical = (int(df.groupby("run_id").size().median()) if len(df) else 0), "a median"
-    text = f"{rows} rows: {runs} runs of {sizes} model sizes, {typical} of {checkpoints} evaluations per run"
+    text = (f"{rows} rows: {runs} run{'s' * (runs != 1)} of {sizes} model size{'s' * (sizes != 1)}, {typical} of "
+            f"{checkpoints} evaluations per run")
     if checkpoints > 1 and runs == sizes:
         text += " (learning curves: the checkpoints of one run per size)"
     return {"rows": rows, "runs": runs, "sizes": sizes, "checkpoints": checkpoints, "text": text}

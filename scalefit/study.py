@@ -257,15 +257,15 @@ def _check_enough_points(runs: pd.DataFrame, chosen: pd.DataFrame, points: str, 
     n_parameters = len(law.parameters)
     if points not in ("tuned", "final") or len(chosen) > n_parameters:
         return
-    usable = select(runs, status="ok", split="val")
-    shape = table_shape(usable)
+    shape = table_shape(select(runs, status="ok", split="val"))
+    if shape["rows"] <= len(chosen) or (shape["sizes"] < 2 and len(chosen) > 1):
+        return  # nothing more in the table, or one size at several budgets: the engine's message says it
     options = [f"--points {option} ({what})" for option, n, what in (
         ("all", shape["rows"], "every checkpoint; the bootstrap resamples whole runs"),
         ("final", shape["runs"], "every run's last point")) if option != points and n > len(chosen)]
     raise ScalefitInputError(
         f"runs table {source!r} holds {shape['text']}; the {points} points are {len(chosen)}, too few for the "
-        f"{law.name} law's {n_parameters} parameters. Fit " + (" or ".join(options) or "a table with more runs")
-        + ".")
+        f"{law.name} law's {n_parameters} parameters. Fit " + " or ".join(options) + ".")
 
 
 def _choose_and_roll_out(law: Law, auto: bool, points: pd.DataFrame, fit_options: dict, level: float,

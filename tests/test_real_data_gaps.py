@@ -80,6 +80,15 @@ def test_learning_curve_table_says_what_it_holds_and_suggests_points_all():
     assert ran.code == 2 and "32 rows: 4 runs" in ran.err and "--points all" in ran.err  # read final rows only
 
 
+def test_one_runs_learning_curve_is_not_called_constant_loss():
+    one_run = load_runs(GAPS / "learning_curves.csv").query("params == params.min()")
+    with pytest.raises(ScalefitInputError) as refused:
+        fit_runs(one_run, bootstrap=0)
+    message = str(refused.value)
+    assert "8 rows: 1 run of 1 model size, a median of 8 evaluations per run" in message
+    assert "the tuned points are 1" in message and "--points all" in message
+
+
 def test_learning_curve_table_fits_with_points_all():
     study = fit_runs(GAPS / "learning_curves.csv", points="all", bootstrap=0, holdout_largest=0)
     assert study.result.success and len(study.points) == 32
