@@ -20,13 +20,15 @@ NOTEBOOKS = sorted(ANALYSIS.glob("*.ipynb"))
 DATA = {
     "02_cpu_sweep.ipynb": Path(os.environ.get("SCALEFIT_RUNS", REPO / "data" / "runs.parquet")),
     "03_rl_post_training.ipynb": Path(os.environ.get("SCALEFIT_RL_RUNS", REPO / "data" / "rl_runs.parquet")),
+    "04_task_scaling.ipynb": REPO.parent / "shared" / "data" / "pythia_evals" / "pythia_evals.csv.gz",
 }
 SECONDS_PER_NOTEBOOK = 60
 
 
-def test_the_three_analyses_are_there():
+def test_the_five_analyses_are_there():
     assert [p.name for p in NOTEBOOKS] == ["01_chinchilla_epoch.ipynb", "02_cpu_sweep.ipynb",
-                                           "03_rl_post_training.ipynb"]
+                                           "03_rl_post_training.ipynb", "04_task_scaling.ipynb",
+                                           "05_planning.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
