@@ -402,22 +402,25 @@ def _exponent_row(approach: str, a: float, a_interval, b: float, b_interval, bud
 def _frontier_section(study: RunsFit) -> Section:
     from scalefit.plots import plot_frontier, plot_isoflops
 
-    allocation = study.allocation
+    allocation = study.allocation  # None when the joint law failed: Approaches 1 and 2 are shown alone
     compute = 6.0 * study.points["params"] * study.points["tokens"]
-    pct = f"{100 * allocation.level:.0f}%"
-    a, (a_lo, a_hi) = allocation.params_exponent, allocation.params_exponent_interval
-    exponents = [_exponent_row("approach 3 (joint law)", a, (a_lo, a_hi), 1 - a, (1 - a_hi, 1 - a_lo),
-                               len(allocation.table))]
+    pct = f"{100 * (study.result.level if allocation is None else allocation.level):.0f}%"
+    exponents, tables = [], []
+    if allocation is not None:
+        a, (a_lo, a_hi) = allocation.params_exponent, allocation.params_exponent_interval
+        exponents.append(_exponent_row("approach 3 (joint law)", a, (a_lo, a_hi), 1 - a, (1 - a_hi, 1 - a_lo),
+                                       len(allocation.table)))
+        t = allocation.table
+        tables.append(Table("frontier-allocation", f"Compute-optimal allocation (approach 3) with {pct} "
+                            "bootstrap intervals", pd.DataFrame({
+                                "C [FLOP]": t["flops"], "N_opt": t["params"], f"N {pct} lo": t["params_lo"],
+                                f"N {pct} hi": t["params_hi"], "D_opt": t["tokens"], f"D {pct} lo": t["tokens_lo"],
+                                f"D {pct} hi": t["tokens_hi"], "D/N": t["tokens_per_param"],
+                                "beyond data [decades of C]": np.maximum(np.log10(t["flops"] / compute.max()),
+                                                                         0.0)})))
     exponents += [_exponent_row(x.approach, x.params_law.exponent, x.params_law.exponent_interval,
                                 x.tokens_law.exponent, x.tokens_law.exponent_interval, x.params_law.n_points)
                   for x in study.approaches]
-    t = allocation.table
-    table = pd.DataFrame({
-        "C [FLOP]": t["flops"], "N_opt": t["params"], f"N {pct} lo": t["params_lo"],
-        f"N {pct} hi": t["params_hi"], "D_opt": t["tokens"], f"D {pct} lo": t["tokens_lo"],
-        f"D {pct} hi": t["tokens_hi"], "D/N": t["tokens_per_param"],
-        "beyond data [decades of C]": np.maximum(np.log10(t["flops"] / compute.max()), 0.0),
-    })
     paragraphs = [
         ("Three estimates of how to split a compute budget C = 6ND between model size and data (Hoffmann "
          "et al. 2022, §3): approach 1 takes the lowest final loss at each budget across sizes, approach 2 "
@@ -438,11 +441,9 @@ def _frontier_section(study: RunsFit) -> Section:
     if isoflop:
         figures.append(Figure("isoflops", "IsoFLOP profiles: final loss against N per budget, their "
                               "parabolas and minima.", _png(plot_isoflops(isoflop[0]))))
-    tables = (Table("frontier-exponents", "Allocation exponents by approach (95% intervals)",
-                    pd.DataFrame(exponents)),
-              Table("frontier-allocation", f"Compute-optimal allocation (approach 3) with {pct} bootstrap "
-                    "intervals", table))
-    return Section("frontier", tuple(paragraphs), tuple(warnings), tables, tuple(figures))
+    tables.insert(0, Table("frontier-exponents", "Allocation exponents by approach (95% intervals)",
+                           pd.DataFrame(exponents)))
+    return Section("frontier", tuple(paragraphs), tuple(warnings), tuple(tables), tuple(figures))
 
 
 def default_targets(study: RunsFit) -> list[tuple[float, None]]:
@@ -737,11 +738,11 @@ def build_report(runs: pd.DataFrame | str | Path, *, rl_runs: pd.DataFrame | str
     if study is not None:
         results["fit"] = study.to_dict()
         done(_fit_section(study))
-        if study.allocation is not None:
+        if study.allocation is not None or study.approaches:
             done(_frontier_section(study))
         else:
             done(key="frontier", why="the joint-law fit did not converge, so it gives no compute-optimal "
-                                     "allocation.")
+                                     "allocation; " + "; ".join(f"{a}: {why}" for a, why in study.approaches_missing))
         if study.result.success:
             table = target_table(study, targets or default_targets(study))
             results["extrapolations"] = _records(table)
