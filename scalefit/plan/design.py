@@ -161,6 +161,18 @@ class DesignPlan(Result):
                        [("proposed runs", self.runs), ("variance of log L at the target, by part", parts)],
                        self.notes, self.status, self.reasons)
 
+    def plot(self, existing: pd.DataFrame | None = None, ax=None):
+        """The plan in the (N, D) plane (:func:`scalefit.plots.plot_design`)."""
+        from scalefit.plots import plot_design
+
+        return plot_design(self, existing, ax=ax)
+
+    def plot_variance(self, ax=None):
+        """The planning variance by part (:func:`scalefit.plots.plot_design_variance`)."""
+        from scalefit.plots import plot_design_variance
+
+        return plot_design_variance(self, ax=ax)
+
     def to_dict(self) -> dict:
         return {**self._envelope(), "target": list(self.target), "budget": self.budget,
                 "runs": self.runs.to_dict(orient="records"), "before": self.before, "after": self.after,
