@@ -384,9 +384,9 @@ def approach2(df: pd.DataFrame, *, min_sizes: int = 4, window: int | None = DEFA
     if unassigned:
         notes.append(f"{unassigned} of {len(final)} runs lie on no IsoFLOP budget; not used")
     if len(optima) < 3:
-        raise FitError(f"Approach 2 needs at least 3 IsoFLOP budgets with {min_sizes}+ sizes and an interior "
-                       f"minimum; found {len(optima)} (budgets {source})" + ("" if not notes else ": "
-                                                                               + "; ".join(notes)))
+        raise FitError(f"Approach 2 needs at least 3 IsoFLOP budgets (several sizes trained at one compute, "
+                       f"declared in a flops_budget column or clustered) with {min_sizes}+ sizes and an interior "
+                       f"minimum; found {len(optima)} (budgets {source})" + "".join(f"; {n}" for n in notes))
     params_law, tokens_law = _laws(optima, level)
     settings = {"budgets": source, "window": ("every size" if window is None
                                               else f"{window} sizes nearest each profile's lowest loss")}
