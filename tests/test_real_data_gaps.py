@@ -211,6 +211,20 @@ def test_two_count_moe_table_says_which_count_the_laws_need():
     assert not any("within" in note for note in activated.attrs.get("notes", []))
 
 
+def test_map_onto_an_existing_params_column_needs_that_column_renamed_and_then_wins(tmp_path):
+    """A release whose ``params`` is the total: ``--map Na=params`` alone is refused with what to do; with
+    the total moved aside (``--map params=params_total``) the explicit map wins."""
+    table = pd.read_csv(GAPS / "moe_two_counts.csv").rename(columns={"N": "params"})
+    path = tmp_path / "moe.csv"
+    table.to_csv(path, index=False)
+    base = {"D": "tokens", "exp_name": "run_id"}
+    with pytest.raises(RunsTableError, match=r"already has a column 'params'.*map 'params' to another name"):
+        load_runs(path, columns={"Na": "params", **base})
+    runs = load_runs(path, columns={"Na": "params", "params": "params_total", **base})
+    np.testing.assert_array_equal(runs["params"], table["Na"])
+    assert any("'params_total', a total parameter count" in note for note in runs.attrs["notes"])
+
+
 @pytest.mark.parametrize("count", ["N", "Na"])
 def test_hparams_and_recommend_run_on_either_count(count):
     mapping = ("--map", f"{count}=params", *MOE_MAP)
