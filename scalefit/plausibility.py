@@ -43,7 +43,10 @@ LOSS_MARGIN = 3.0  # nats above ln(vocab) (an untrained model's loss) still tole
 LOSS_WITHOUT_VOCAB = 20.0  # ln(256k-token vocabulary) = 12.5; a cross-entropy above 20 nats is not one
 FLOPS_RATIO = 30.0  # table FLOPs this far from 6·N·D (either way): a column in another unit
 SHAPE_RATIO = 100.0  # params this far from 12·n_layers·d_model² (either way): params in another unit
-RISING = 0.8  # Spearman correlation of the best loss with model size above which loss "rises with N"
+SCALE_STEP = 1.5  # two runs differ in scale when one has 1.5x the parameters or tokens of the other...
+RISE = 0.01  # ...and "ends higher" when its loss is more than 1 % above the other's (noise, tuning)
+MIN_PAIRS = 3  # pairs of runs needed before loss "rises with scale"
+MAX_CELLS = 2000  # (N, D) cells compared pairwise (a random subset of a larger table)
 
 
 def check_runs(df: pd.DataFrame, source: str = "runs table") -> list[str]:
@@ -70,7 +73,7 @@ def check_runs(df: pd.DataFrame, source: str = "runs table") -> list[str]:
     ok = df[df["status"] == "ok"] if "status" in df else df
     ok = ok[np.isfinite(ok["loss"].to_numpy(dtype=float))]
     found = [message for check in (_params_scale, _tokens_scale, _flops_scale, _shape_scale, _perplexity,
-                                   _loss_rising_with_size, _loss_rising_with_tokens)
+                                   _loss_rising_with_scale, _loss_rising_with_tokens)
              if (message := check(ok)) is not None]
     for message in found:
         warnings.warn(PlausibilityWarning(f"{source}: {message}"), stacklevel=2)
@@ -158,15 +161,21 @@ def _perplexity(ok: pd.DataFrame) -> str | None:
             "model's; are they perplexities, or rows of a run that blew up (give those status 'diverged')?")
 
 
-def _loss_rising_with_size(ok: pd.DataFrame) -> str | None:
-    best = _final_rows(ok).groupby("params")["loss"].min()
-    if len(best) < 3:
-        return None
-    trend = pd.Series(best.index, dtype=float).corr(pd.Series(best.to_numpy(), dtype=float), method="spearman")
-    if trend >= RISING and best.iloc[-1] > best.iloc[0]:
-        return (f"the best final loss rises with model size ({best.iloc[0]:.4g} at {best.index[0]:.3g} params, "
-                f"{best.iloc[-1]:.4g} at {best.index[-1]:.3g}); is the loss column a metric where higher is better "
-                "(accuracy, reward), or are params and tokens swapped?")
+def _loss_rising_with_scale(ok: pd.DataFrame) -> str | None:
+    """Under any scaling law a run with more parameters and at least as many tokens (or the reverse) ends
+    lower; count the pairs of (N, D) cells (best final loss of each) where it ends clearly higher."""
+    cells = _final_rows(ok).groupby(["params", "tokens"])["loss"].min().reset_index()
+    if len(cells) > MAX_CELLS:
+        cells = cells.sample(MAX_CELLS, random_state=0)
+    n, d, loss = (cells[c].to_numpy(float) for c in ("params", "tokens", "loss"))
+    larger = ((n[None, :] >= n[:, None]) & (d[None, :] >= d[:, None])
+              & ((n[None, :] >= SCALE_STEP * n[:, None]) | (d[None, :] >= SCALE_STEP * d[:, None])))
+    pairs = int(larger.sum())
+    worse = int((larger & (loss[None, :] > (1 + RISE) * loss[:, None])).sum())
+    if pairs >= MIN_PAIRS and worse > pairs / 2:
+        return (f"loss rises with scale: in {worse} of {pairs} pairs of runs, the one with more parameters and at "
+                "least as many tokens (or more tokens and as many parameters) ends with the higher loss; is the "
+                "loss column a metric where higher is better (accuracy, reward), or are params and tokens swapped?")
     return None
 
 
@@ -177,8 +186,8 @@ def _loss_rising_with_tokens(ok: pd.DataFrame) -> str | None:
     if len(long_runs) < 3:
         return None
     first, last = curves.first()[long_runs], curves.last()[long_runs]
-    rising = int((last > first).sum())
+    rising = int((last > (1 + RISE) * first).sum())
     if rising > len(long_runs) / 2:
-        return (f"loss rises with tokens in {rising} of {len(long_runs)} runs (last evaluation above the first); "
+        return (f"loss rises with tokens in {rising} of {len(long_runs)} runs (last evaluation more than 1 % above the first); "
                 "is the loss column a metric where higher is better (accuracy, reward)?")
     return None

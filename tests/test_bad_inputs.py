@@ -337,7 +337,7 @@ MIS_SCALED: dict[str, tuple[Callable[[], pd.DataFrame], tuple[str, ...]]] = {
     "perplexity_as_loss": (with_column("loss", np.exp), ("perplexity",)),
     "perplexity_with_vocab_size": (lambda: small().assign(loss=lambda t: np.exp(t["loss"]) + 10, vocab_size=256),
                                    ("ln(vocab_size 256)",)),
-    "loss_rising_with_size": (rising_loss, ("rises with model size",)),
+    "loss_rising_with_scale": (rising_loss, ("loss rises with scale",)),
 }
 
 
