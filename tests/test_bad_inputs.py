@@ -184,6 +184,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "report": ("report", "{runs}", "--out", "rep", "--bootstrap", "0", "--hparam-bootstrap", "0"),
     "rl": ("rl", "{runs}", "--bootstrap", "0"),
     "plan": ("plan", "--check", "{runs}", "--bootstrap", "0"),
+    "tasks": ("tasks", "{runs}", "--predict-params", "1e9", "--predict-tokens", "2e10", "--bootstrap", "0"),
 }
 
 
@@ -313,6 +314,9 @@ RL_DAMAGE: dict[str, tuple[Writer, tuple[str, ...]]] = {
 
 def _schema_cases() -> dict[str, Case]:
     cases = _table_schema_cases()
+    cases["tasks-no_task_columns"] = Case(
+        ("tasks", "runs.csv", "--predict-params", "1e9", "--predict-tokens", "2e10"), {"runs.csv": table_file(small)},
+        says=("runs.csv", "no task columns"))
     for damage, (write, says) in RL_DAMAGE.items():
         cases[f"rl-{damage}"] = Case(("rl", "rl.csv", "--bootstrap", "0"), {"rl.csv": write}, says=says)
     return cases
