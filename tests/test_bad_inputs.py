@@ -469,6 +469,9 @@ FIT_JSON_DAMAGE: dict[str, tuple[Callable[[dict], str] | None, int, tuple[str, .
     "level_2": (_edit(_set("level", 2.0)), 2, ("level",)),
     "params_not_a_mapping": (_edit(_set("params", [1, 2, 3])), 2, ("fit.json",)),
     "success_false": (_edit(_set("success", False)), 1, ("failed",)),
+    "schema_from_the_future": (_edit(_set("schema_version", 99)), 2, ("schema_version 99",)),
+    "another_kind_of_result": (_edit(_set("kind", "hparams")), 2, ("hparams",)),
+    "no_law_spec": (_edit(lambda doc: doc.pop("law_spec")), 2, ("law_spec",)),
 }
 
 PREDICTORS = {
