@@ -637,6 +637,11 @@ OPTION_CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rl-metric_not_a_column": (("rl", "rl.parquet", "--bootstrap", "0", "--metric", "vibes"), ("vibes",)),
     "plan-level_2": (("plan", "--target-params", "1e7", "--target-tokens", "2e8", "--budget", "1e16", "--level",
                       "2"), ("level",)),
+    "fit-columns_not_toml": (("fit", "runs.parquet", *FAST_FIT, "--columns", "bad.toml"), ("bad.toml", "toml")),
+    "fit-columns_missing": (("fit", "runs.parquet", *FAST_FIT, "--columns", "nowhere.toml"), ("nowhere.toml",)),
+    "hparams-status_map_garbage": (("hparams", "runs.parquet", "--status-map", "garbage"), ("--status-map",)),
+    "report-map_without_equals": (("report", "runs.parquet", "--out", "rep", "--map", "nonsense"), ("nonsense",)),
+    "fit-map_unknown_column": (("fit", "runs.parquet", *FAST_FIT, "--map", "Size=params"), ("Size",)),
     "plan-max_runs_0": (("plan", "--target-params", "1e7", "--target-tokens", "2e8", "--budget", "1e16",
                          "--max-runs", "0"), ("--max-runs",)),
 }
@@ -646,7 +651,8 @@ OPTION_CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 def test_bad_option_values_are_one_line_exit_2(name, tmp_path, monkeypatch):
     argv, says = OPTION_CASES[name]
     monkeypatch.chdir(tmp_path)
-    files = {"runs.parquet": table_file(ladder), "rl.parquet": table_file(rl_table)}
+    files = {"runs.parquet": table_file(ladder), "rl.parquet": table_file(rl_table),
+             "bad.toml": lambda path: path.write_text("this is [not toml\n")}
     check_case(Case(argv, files, says=says), tmp_path)
 
 

@@ -28,7 +28,7 @@ EXIT_INPUT_ERROR = 2
 OUTPUT_MARKER = ".scalefit-output"  # written into every --out folder: only such a folder is ever replaced
 
 # Options naming files a command reads, and files (not folders) it writes.
-INPUT_OPTIONS = ("runs", "fit", "rl", "check", "columns")
+INPUT_OPTIONS = ("runs", "fit", "rl", "check", "columns", "run_info")
 FILE_OUTPUT_OPTIONS = ("json", "sweep")
 
 
