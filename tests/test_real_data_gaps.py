@@ -21,7 +21,7 @@ from scalefit.allocation import DEFAULT_WINDOW, approach2
 from scalefit.cli import main
 from scalefit.errors import RunsTableError, ScalefitInputError
 from scalefit.io import dumps
-from scalefit.runs import load_runs
+from scalefit.runs import load_runs, select, tuned_points
 from scalefit.study import fit_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -143,6 +143,15 @@ def test_a_narrow_window_removes_the_bias_of_a_wide_isoflop_sweep():
     assert list(by_window.index) == [str(DEFAULT_WINDOW), "3", "5", "9", "all"]
     assert by_window["all"] == pytest.approx(wide.params_law.exponent)
     assert "window sensitivity (a by window)" in str(narrow) and f"all: {by_window['all']:.3f}" in str(narrow)
+
+
+def test_tuned_points_keep_each_runs_compute_and_declared_budget():
+    runs = load_runs(GAPS / "wide_isoflop.csv")
+    points = tuned_points(select(runs))
+    by_run = runs.set_index("run_id")
+    np.testing.assert_array_equal(points["flops"], by_run.loc[points["run_id"], "flops"])
+    np.testing.assert_array_equal(points["flops_budget"], by_run.loc[points["run_id"], "flops_budget"])
+    assert approach2(points).settings["budgets"] == "declared (flops_budget column)"
 
 
 def test_cli_window_option_changes_approach2(tmp_path):
