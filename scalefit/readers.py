@@ -209,8 +209,8 @@ def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], stat
     usable = np.flatnonzero(~dropped)
     with np.errstate(invalid="ignore"):
         bad_loss = (status_ok & np.isinf(loss)) | (np.isfinite(loss) & (loss <= 0))
-    if bad_loss.any() or not _in_range(file, file_column, usable):
-        return None
+    if bad_loss.any() or not len(usable) or not _in_range(file, file_column, usable):
+        return None  # the full read says what is wrong (no rows, no loss, bad values)
     by_group = np.lexsort((position[usable], group[usable]))
     same_group = group[usable][by_group][1:] == group[usable][by_group][:-1]
     if (same_group & (position[usable][by_group][1:] == position[usable][by_group][:-1])).any():

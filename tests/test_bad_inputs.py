@@ -151,6 +151,10 @@ def header_only(path: Path) -> None:
     path.write_text("run_id,params,tokens,loss\n")
 
 
+def header_only_parquet(path: Path) -> None:
+    ladder().iloc[:0].to_parquet(path, index=False)
+
+
 def latin1_csv(path: Path) -> None:
     path.write_bytes("run_id,params,tokens,loss\nr\xe9sum\xe9,1e6,1e8,3.2\n".encode("latin-1") + b"\xff\xfe\x00\n")
 
@@ -171,6 +175,7 @@ UNREADABLE: dict[str, tuple[str, Writer | None]] = {
     "random_bytes_csv": ("runs.csv", raw_bytes(RANDOM_BYTES)),
     "truncated_parquet": ("runs.parquet", truncated_parquet),
     "header_only_csv": ("runs.csv", header_only),
+    "header_only_parquet": ("runs.parquet", header_only_parquet),
     "latin1_csv": ("runs.csv", latin1_csv),
     "folder_without_parts": ("runs_dir", folder),
     "unknown_suffix": ("runs.txt", table_file(ladder)),
