@@ -182,6 +182,8 @@ def final_rows_of_parquet(path: Path, source: str, mapping: dict[str, str], stat
     keys = {c: file_column(c) for c in ("run_id", "loss", "split", "status")}
     if order is None or keys["run_id"] is None or keys["loss"] is None:
         return None
+    text = [keys[c] for c in ("run_id", "split", "status") if keys[c]]
+    file = pq.ParquetFile(path, read_dictionary=text)  # ids and labels as codes: 10M rows in a few MB
     schema = file.schema_arrow
     if any(not (pa.types.is_integer(schema.field(name).type) or pa.types.is_floating(schema.field(name).type))
            for name in filter(None, map(file_column, numeric))):
