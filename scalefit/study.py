@@ -41,6 +41,7 @@ from scalefit.fitting import FitResult, fit
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
+from scalefit.plan.identify import Identifiability, check_identifiability
 from scalefit.results import DEFAULT_LEVEL, check_level
 from scalefit.runs import (
     compute_frontier,
@@ -144,6 +145,8 @@ class RunsFit:
     notes: tuple[str, ...] = field(default=())
     #: (approach, why it could not be computed) for each allocation approach that is missing.
     approaches_missing: tuple[tuple[str, str], ...] = field(default=())
+    #: What the design can identify, per parameter (Fisher information and bootstrap spread; docs/planning.md).
+    identifiability: Identifiability | None = None
 
     def summary(self) -> str:
         sizes = self.points["params"].nunique()
@@ -155,6 +158,8 @@ class RunsFit:
             shown = f" ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})" if ids else ""
             lines.append(f"  excluded: {n} {what}{shown}")
         lines += ["", str(self.result.summary())]
+        if self.identifiability is not None:
+            lines.append(_identifiability_line(self.identifiability))
         if self.backtest is not None:
             lines += ["", self.backtest.summary()]
         if self.allocation is not None:
@@ -183,8 +188,19 @@ class RunsFit:
             "approaches": [a.to_dict() for a in self.approaches],
             "approaches_missing": [{"approach": a, "reason": why} for a, why in self.approaches_missing],
             "notes": list(self.notes),
+            "identifiability": None if self.identifiability is None else self.identifiability.to_dict(),
         })
         return json_safe(doc)
+
+
+def _identifiability_line(check: Identifiability) -> str:
+    """One line: each parameter's verdict, the weak and unidentified ones with their interval's width."""
+    groups: dict[str, list[str]] = {}
+    for name, verdict in check.verdicts.items():
+        groups.setdefault(verdict, []).append(name)
+    parts = [f"{verdict}: {', '.join(names)}" for verdict, names in groups.items()]
+    return (f"identifiability ({100 * check.level:g} % intervals of the design's information, `scalefit plan "
+            f"--check` for the table): " + "; ".join(parts))
 
 
 def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str = "params",
@@ -223,7 +239,7 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
     if extrapolation is None:
         notes.append("no planning interval: a rollout needs 4+ model sizes to measure extrapolation error")
     result = replace(result, level=level, extrapolation_error=extrapolation, selection=selection)
-    notes = []
+    identifiability = _identifiability(law, chosen, result, fit_options, level, notes)
     if not result.success:
         notes.append(f"the fit did not converge ({result.message}): do not use its numbers")
     tested = None
@@ -248,7 +264,19 @@ def fit_runs(runs: pd.DataFrame | str, *, law: str | Law = "chinchilla", x: str 
             except (FitError, ScalefitInputError) as err:
                 missing.append((name, str(err)))
     return RunsFit(source, points, chosen, excluded, excluded_runs, result, tested, allocation, tuple(approaches),
-                   tuple(notes), tuple(missing))
+                   tuple(notes), tuple(missing), identifiability)
+
+
+def _identifiability(law: Law, points: pd.DataFrame, result: FitResult, fit_options: dict, level: float,
+                     notes: list[str]) -> Identifiability | None:
+    """Per-parameter verdicts of :func:`scalefit.plan.check_identifiability` on the fitted design (None, with
+    a note, when the information matrix cannot be formed, e.g. at a non-finite optimum)."""
+    try:
+        return check_identifiability(law, points, result=result, level=level, fix=fit_options.get("fix"),
+                                     tie=fit_options.get("tie"))
+    except (ValueError, KeyError, np.linalg.LinAlgError) as err:
+        notes.append(f"identifiability not checked: {err}")
+        return None
 
 
 def _check_enough_points(runs: pd.DataFrame, chosen: pd.DataFrame, points: str, law, source: str) -> None:
