@@ -74,13 +74,13 @@ def write_history(path: Path, n_runs: int, n_evals: int, seed: int = 0) -> None:
             run_id = np.repeat([f"run-{start + i:05d}-n{c[0]:.3g}-d{c[1]:.3g}-lr{c[2]:.3g}"
                                 for i, c in enumerate(chunk)], n_evals)
             table = pa.table({
-                "run_id": pa.array(run_id).dictionary_encode(),
-                "family": pa.array(np.full(len(params), "gpt")).dictionary_encode(),
+                "run_id": pa.array(run_id),
+                "family": pa.array(np.full(len(params), "gpt")),
                 "params": params,
                 "params_embedding": d_model * VOCAB,
                 "tokens": tokens,
                 "flops": 6.0 * params * tokens,
-                "flops_convention": pa.array(np.full(len(params), "6ND")).dictionary_encode(),
+                "flops_convention": pa.array(np.full(len(params), "6ND")),
                 "token_budget": budget.astype(np.int64),
                 "lr": lr,
                 "batch_size": batch,
@@ -91,10 +91,10 @@ def write_history(path: Path, n_runs: int, n_evals: int, seed: int = 0) -> None:
                 "step": step,
                 "loss": loss,
                 "train_loss": loss * np.exp(rng.normal(0.01, 0.02, len(params))),
-                "split": pa.array(np.full(len(params), "val")).dictionary_encode(),
+                "split": pa.array(np.full(len(params), "val")),
                 "seed": np.zeros(len(params), dtype=np.int64),
                 "wall_time": step * 0.35,
-                "status": pa.array(np.full(len(params), "ok")).dictionary_encode(),
+                "status": pa.array(np.full(len(params), "ok")),
             })
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
