@@ -295,11 +295,15 @@ def _data_section(runs: pd.DataFrame) -> tuple[Section, dict]:
     from scalefit.runs import final_points, select
 
     val = select(runs, status=None, split="val")
+    source = runs.attrs.get("source", "runs table")
     if len(val) == 0:  # every row on another split: nothing held out to describe or fit
         splits = sorted(map(str, runs["split"].unique()))
         raise ScalefitInputError(
-            f"{runs.attrs.get('source', 'runs table')}: no rows on the 'val' split (splits found: {splits}); the "
-            "report fits held-out loss: give held-out evaluations split=val, or drop the split column")
+            f"{source}: no rows on the 'val' split (splits found: {splits}); the report fits held-out loss: "
+            "give held-out evaluations split=val, or drop the split column")
+    if not np.isfinite(val["loss"].to_numpy(float)).any():  # only runs that blew up (NaN losses kept)
+        raise ScalefitInputError(f"{source}: no row has a finite loss (every run diverged or has no loss); "
+                                 "the report needs finished runs")
     final = final_points(val)
     ok = (final["status"] == "ok") if "status" in final else pd.Series(True, index=final.index)
     bad = final[~ok]

@@ -262,6 +262,9 @@ def load_runs(
     if not fast:
         df, note = readers.drop_rows_without_loss(df, source)
         notes += [note] if note else []
+        if len(df) == 0:
+            raise RunsTableError(f"runs table {source!r}: no row has a loss (the column is empty); give the "
+                                 "evaluation loss of each row, or --map the column that holds it to loss.")
 
     problems = _coerce_numeric(df)
     _raise(problems, source)

@@ -288,6 +288,8 @@ SCHEMA_DAMAGE: dict[str, tuple[Callable[[], pd.DataFrame], tuple[str, ...]]] = {
     "lr_1e300": (with_cell("lr", 1e300), ("lr", "row 6")),
     "params_1e20": (with_cell("params", 1e20), ("params", "row 6")),
     "tokens_inf": (with_cell("tokens", math.inf), ("tokens", "row 6")),
+    "loss_column_empty": (with_column("loss", lambda s: np.nan), ("runs.csv",)),
+    "loss_column_empty_no_status": (lambda: small().assign(loss=np.nan), ("no row has a loss",)),
 }
 
 
