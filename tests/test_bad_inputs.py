@@ -663,6 +663,43 @@ def test_bad_option_values_are_one_line_exit_2(name, tmp_path, monkeypatch):
     check_case(Case(argv, files, says=says), tmp_path)
 
 
+# --- 7b. random damage: whatever the table holds, no command crashes -----------------------------------
+
+ODD_VALUES = (np.nan, np.inf, -np.inf, -1.0, 0.0, 1e300, 1e-300, "abc", "", "1,000", None, "diverged")
+
+
+def randomly_damaged(rng: np.random.Generator) -> pd.DataFrame:
+    """The small table with 1-4 random blows: a column dropped or filled with an odd value, rows cut, or a
+    few cells replaced by odd values."""
+    table = small().assign(status="ok", lr=1e-3)
+    for _ in range(int(rng.integers(1, 5))):
+        column = str(rng.choice(table.columns))
+        blow = rng.random()
+        if blow < 0.15:
+            table = table.drop(columns=[column])
+        elif blow < 0.3:
+            table[column] = ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+        elif blow < 0.4:
+            table = table.iloc[: int(rng.integers(0, 5))]
+        elif len(table):
+            table[column] = table[column].astype(object)
+            for row in rng.choice(len(table), size=min(len(table), int(rng.integers(1, 6))), replace=False):
+                table.iat[int(row), table.columns.get_loc(column)] = ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+    return table
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_randomly_damaged_table_never_crashes_a_command(seed, tmp_path, monkeypatch):
+    rng = np.random.default_rng(seed)
+    monkeypatch.chdir(tmp_path)
+    randomly_damaged(rng).to_csv(tmp_path / "runs.csv", index=False)
+    command = [READERS["fit"], READERS["hparams"], READERS["plan"]][seed % 3]
+    ran = run_in_process(tuple(a.replace("{runs}", "runs.csv") for a in command))
+    assert ran.code in (0, 1, 2) and "internal error" not in ran.err and "Traceback" not in ran.err, ran.err
+    if ran.code == 2:
+        assert len([line for line in ran.err.splitlines() if ": error: " in line]) == 1, ran.err
+
+
 # --- 8. the top-level handler as a user meets it ------------------------------------------------------
 
 
