@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,6 @@ from scalefit.fitting import FitResult, fit
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
-from scalefit.plan.identify import Identifiability, check_identifiability
 from scalefit.results import DEFAULT_LEVEL, check_level
 from scalefit.runs import (
     compute_frontier,
@@ -52,6 +52,9 @@ from scalefit.runs import (
     table_shape,
     tuned_points,
 )
+
+if TYPE_CHECKING:  # scalefit.plan imports scipy.stats (0.4 s): only fit_runs needs it, so it imports it
+    from scalefit.plan.identify import Identifiability
 from scalefit.selection import (
     MIN_FIT_SIZES,
     ROLLOUT_BOOTSTRAP,
@@ -271,6 +274,8 @@ def _identifiability(law: Law, points: pd.DataFrame, result: FitResult, fit_opti
                      notes: list[str]) -> Identifiability | None:
     """Per-parameter verdicts of :func:`scalefit.plan.check_identifiability` on the fitted design (None, with
     a note, when the information matrix cannot be formed, e.g. at a non-finite optimum)."""
+    from scalefit.plan.identify import check_identifiability
+
     try:
         return check_identifiability(law, points, result=result, level=level, fix=fit_options.get("fix"),
                                      tie=fit_options.get("tie"))
