@@ -413,6 +413,9 @@ CRASHERS: dict[str, Case] = {
         {"runs.parquet": table_file(lambda: ladder().assign(split="train"))}, says=("split",)),
     "hparams-no_flops_column": Case(("hparams", "runs.csv", "--bootstrap", "50"), {"runs.csv": table_file(ladder)},
                                     code=0, writes_nothing=False),
+    "report-no_flops_column_6ND": Case(("report", "runs.csv", "--out", "rep", "--bootstrap", "0", "--hparam-bootstrap",
+                                        "50", "--flops-convention", "6ND"), {"runs.csv": table_file(ladder)},
+                                       code=0, writes_nothing=False),
     "hparams-flops_convention_6ND": Case(("hparams", "runs.csv", "--bootstrap", "50", "--flops-convention", "6ND"),
                                          {"runs.csv": table_file(ladder)}, code=0, writes_nothing=False),
 }
