@@ -507,6 +507,19 @@ def test_damaged_fit_json_is_refused_or_flagged_not_printed(command, damage, fit
     assert ran.out.strip() == "", f"numbers printed from a damaged fit.json:\n{ran.out}"
 
 
+@pytest.mark.parametrize("command", list(PREDICTORS))
+def test_a_fit_whose_bootstrap_mostly_failed_is_shown_but_flagged(command, fit_document, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    doc = json.loads(json.dumps(fit_document))
+    converged = doc["draws"]["converged"]
+    doc["draws"]["converged"] = [i % 5 == 0 for i in range(len(converged))]  # 4 refits in 5 failed
+    (tmp_path / "fit.json").write_text(json.dumps(doc))
+    ran = run_in_process(PREDICTORS[command])
+    assert ran.code == 1 and ran.out.strip(), ran.err
+    assert f"scalefit {command}: warning: fit.json is suspect: {len(converged) - len(converged[::5])} of " \
+           f"{len(converged)} bootstrap refits did not converge" in ran.err
+
+
 def test_valid_fit_json_still_predicts_and_allocates(fit_document, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fit.json").write_text(json.dumps(fit_document))
