@@ -6,6 +6,7 @@ import argparse
 
 from scalefit.cli.common import (
     add_input_options,
+    check_saved_result,
     floats,
     load_input,
     result_exit_code,
@@ -169,6 +170,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from scalefit.study import load_fit
 
     result = load_fit(args.fit)
+    code = check_saved_result(result, args.fit, "predict")  # a failed fit's numbers are not shown
     given = {k: getattr(args, k) for k in ("params", "tokens", "flops") if getattr(args, k)}
     missing = [k for k in result.law.inputs if k not in given]
     if missing:
@@ -200,7 +202,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"fit": str(args.fit), "level": level, "status": result.status,
                                "reasons": list(result.reasons), "predictions": table.to_dict(orient="records")})
-    return 0
+    return code
 
 
 def _add_allocate(subparsers) -> None:
@@ -229,14 +231,16 @@ def _run_allocate(args: argparse.Namespace) -> int:
 
     if not args.flops or not all(math.isfinite(c) and c > 0 for c in args.flops):
         raise ScalefitInputError("--flops must be one or more finite positive budgets, e.g. --flops 1e18,1e20")
-    allocation = joint_law_allocation(load_fit(args.fit), args.flops, level=args.level)
+    result = load_fit(args.fit)
+    code = check_saved_result(result, args.fit, "allocate")  # a failed fit's numbers are not shown
+    allocation = joint_law_allocation(result, args.flops, level=args.level)
     print(allocation.summary())
     warning = extrapolation_warning(allocation.table, "the compute-optimal allocation")
     if warning:
         print(warning, file=sys.stderr)
     if args.json:
         write_json(args.json, allocation.to_dict())  # intervals are NaN (null) without bootstrap draws
-    return 0
+    return code
 
 
 SUBCOMMANDS = [_add_fit, _add_predict, _add_allocate]
