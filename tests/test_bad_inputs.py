@@ -244,7 +244,9 @@ def check_case(case: Case, root: Path) -> Ran:
     else:
         assert lines, f"no 'scalefit {case.argv[0]}: error/warning:' line in stderr:\n{ran.err}"
     if case.code == 2:
-        assert len(lines) == 1 and len(lines[0]) < 1000, f"not one short error line:\n{ran.err}"
+        assert len(lines) == 1 and len(lines[0]) < 2100, f"not one error line:\n{ran.err}"
+        stray = [line for line in ran.err.splitlines() if line.strip() and not line.startswith(("scalefit ", "usage:", " "))]
+        assert not stray, f"stderr holds more than scalefit's own lines:\n{ran.err}"
     text = " ".join(lines).lower()
     for fragment in case.says:
         assert fragment.lower() in text, f"{fragment!r} not in {text!r}"

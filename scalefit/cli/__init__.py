@@ -106,10 +106,10 @@ def _run(args: argparse.Namespace) -> int:
                   f"{'s' if len(flagged) > 1 else ''} above)", file=sys.stderr)
             code = EXIT_SUSPECT
     except FailedResultError as err:  # a saved fit that failed: its numbers are not shown
-        print(f"{prefix}: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(str(err), limit=2000)}", file=sys.stderr)
         return EXIT_SUSPECT
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; nothing was written", file=sys.stderr)
+        print(f"{prefix}: interrupted; no --out folder was put in place", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the one place that turns any error into one line
         if args.debug:
@@ -117,10 +117,10 @@ def _run(args: argparse.Namespace) -> int:
         message = input_error_message(err, args)
         hint = "" if args.debug else " (--debug shows the traceback)"
         if message is not None:
-            print(f"{prefix}: error: {message}", file=sys.stderr)
+            print(f"{prefix}: error: {_one_line(message, limit=2000)}", file=sys.stderr)
             return EXIT_INPUT_ERROR
-        print(f"{prefix}: internal error: {type(err).__name__}: {_one_line(err)}{hint}; nothing was written. "
-              "Please report it with the command and the table's header", file=sys.stderr)
+        print(f"{prefix}: internal error: {type(err).__name__}: {_one_line(str(err))}{hint}. Please report it "
+              "with the command line and the table's header", file=sys.stderr)
         return EXIT_FAILED
     return code
 
@@ -147,9 +147,10 @@ def _plausibility_warnings(prefix: str) -> Iterator[list[str]]:
         yield flagged
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (newlines and runs of spaces made one space), cut at ``limit`` characters."""
+    text = " ".join(text.split())
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 if __name__ == "__main__":
