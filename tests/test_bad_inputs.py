@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -770,6 +771,24 @@ def test_output_into_a_closed_pipe_finishes_quietly(tmp_path):
     process.wait(timeout=120)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert process.returncode == 0 and json.loads((tmp_path / "rec.json").read_text())  # the work still finished
+
+
+@pytest.mark.parametrize(("result", "code"), [
+    ({"status": "ok"}, 0), ({"status": "suspect"}, 1), ({"status": "failed"}, 1),
+    ({"success": True}, 0), ({"success": False}, 1),
+    ({"fit": SimpleNamespace(success=False)}, 1), ({"result": SimpleNamespace(success=True)}, 0),
+])
+def test_every_command_maps_a_result_to_the_same_exit_code(result, code):
+    from scalefit.cli.common import result_exit_code
+
+    assert result_exit_code(SimpleNamespace(**result)) == code
+
+
+def test_debug_before_the_command_shows_the_traceback_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--debug", "fit", "missing.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "scalefit fit: error: " in err
 
 
 def test_version_comes_from_the_installed_metadata(capsys):
