@@ -300,8 +300,6 @@ def _table_schema_cases() -> dict[str, Case]:
     cases = {}
     for command in ("fit", "hparams", "report"):
         for damage, (make, says) in SCHEMA_DAMAGE.items():
-            if command == "fit" and damage == "duplicated_rows":
-                continue  # fit reads each run's last row only (load_runs(keep="final")): the later one wins
             argv = tuple(a.replace("{runs}", "runs.csv") for a in READERS[command])
             cases[f"{command}-{damage}"] = Case(argv, {"runs.csv": table_file(make)}, says=says)
     return cases
