@@ -491,15 +491,7 @@ PREDICTORS = {
 }
 
 
-#: Damage FitResult.load does not catch yet (issue #10, "fit.json validated on load"): strict xfails, so the
-#: day the validation lands they fail as XPASS and this set is emptied.
-PENDING_LOAD_VALIDATION = {("level_2", "allocate"), ("params_not_a_mapping", "predict"),
-                           ("params_not_a_mapping", "allocate")}
-
-
-@pytest.mark.parametrize(("damage", "command"), [
-    pytest.param(d, c, marks=pytest.mark.xfail(strict=True, reason="FitResult.load does not validate this yet"))
-    if (d, c) in PENDING_LOAD_VALIDATION else (d, c) for d in FIT_JSON_DAMAGE for c in PREDICTORS])
+@pytest.mark.parametrize(("damage", "command"), [(d, c) for d in FIT_JSON_DAMAGE for c in PREDICTORS])
 def test_damaged_fit_json_is_refused_or_flagged_not_printed(command, damage, fit_document, tmp_path, monkeypatch):
     text, code, says = FIT_JSON_DAMAGE[damage]
     monkeypatch.chdir(tmp_path)

@@ -354,6 +354,8 @@ class FitResult(Result):
     def from_dict(cls, doc: Mapping) -> FitResult:
         """Rebuild a fit from :meth:`to_dict` (or a schema-1 ``fit.json``), checking what it holds."""
         law = law_from_spec(doc["law_spec"])
+        if not isinstance(doc["params"], Mapping):
+            raise ScalefitInputError(f"params must map parameter names to values, not {type(doc['params']).__name__}")
         params = pd.Series({k: (math.nan if v is None else float(v)) for k, v in doc["params"].items()})
         _check_params(law, params)
         if doc.get("status", "ok") not in STATUSES:
@@ -364,6 +366,7 @@ class FitResult(Result):
             if missing:
                 raise ScalefitInputError(f"the bootstrap draws lack {missing}")
             draws = draws.astype({"converged": bool}).astype({n: float for n in law.reported_names})
+        level = check_level(doc.get("level", DEFAULT_LEVEL))
         bootstrap = doc.get("bootstrap") or {}
         error = doc.get("extrapolation_error")
         return cls(
@@ -373,7 +376,7 @@ class FitResult(Result):
             n_converged=int(doc["n_converged"]), n_best_basin=int(doc["n_best_basin"]), draws=draws,
             data=pd.DataFrame(columns=[*law.inputs, "loss"]),
             residuals=pd.Series(doc["residuals"], dtype=float), flops_convention=doc.get("flops_convention"),
-            n_free=int(doc["n_free"]), fixed=dict(doc.get("fixed") or {}), level=float(doc.get("level", 0.95)),
+            n_free=int(doc["n_free"]), fixed=dict(doc.get("fixed") or {}), level=level,
             seed=int(doc.get("seed", 0)), ranges={k: tuple(v) for k, v in (doc.get("ranges") or {}).items()},
             n_units=int(bootstrap.get("n_units", 0)), interval_issue=doc.get("interval_issue"),
             extrapolation_error=None if error is None else ExtrapolationError.from_dict(error),
