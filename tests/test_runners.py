@@ -387,16 +387,18 @@ def test_shipped_ladder_expands_to_unique_runs_spanning_30x():
 
 
 def test_shipped_ladder_sweeps_batch_from_256_to_4096_tokens_with_seven_lrs_each():
-    """(n10k, 1M) and (n40k, 1M): 5 batch sizes × 7 LRs, so that the best batch can be interior."""
+    """(n10k, 1M) and (n40k, 1M): 5 batch sizes × 7–8 LRs, so that the best batch can be interior."""
     runs = expand(tomllib.loads(LADDER.read_text()))
     for size in ("n10k", "n40k"):
         group = [r for r in runs if r.size == size and r.tokens == 1_000_000 and r.seed == 0]
         lrs = {b: sorted(r.lr for r in group if r.batch_size == b) for b in (256, 512, 1024, 2048, 4096)}
-        assert all(len(v) == 7 for v in lrs.values()), lrs
+        assert all(len(v) >= 7 for v in lrs.values()), lrs
+        default = lrs[2048][3]  # the middle of the 2048-token grid (0.354 … 2.83×)
+        assert lrs[256][-1] >= 1.9 * default and lrs[512][-1] >= 2.8 * default  # reaching up as far as 1024
         assert [b // 128 for b in lrs] == [2, 4, 8, 16, 32]  # sequences of 128 bytes per step
         assert lrs[256][0] < lrs[512][0] < lrs[1024][0]  # the small batches' LR grids reach lower
     n10k_128 = [r for r in runs if r.size == "n10k" and r.batch_size == 128]
-    assert len(n10k_128) == 5 and {r.tokens for r in n10k_128} == {1_000_000}
+    assert len(n10k_128) == 6 and {r.tokens for r in n10k_128} == {1_000_000}
 
 
 def test_hparams_spec_is_a_subset_of_the_ladder_with_the_same_run_ids():
