@@ -15,6 +15,7 @@ LAYERS = {
     "laws": 1,
     "fitting": 2,
     "allocation": 3, "backtest": 3, "hyperparams": 3, "rl": 3, "study": 3, "selection": 3, "plan": 3, "tasks": 3,
+    "trust": 3,
     "plots": 4, "report": 4, "cli": 4, "__init__": 4,
 }
 

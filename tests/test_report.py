@@ -190,6 +190,20 @@ def test_extrapolation_table_has_the_asked_targets_with_nested_intervals(page, r
     assert first["N_beyond_decades"] == pytest.approx(np.log10(1e6 / 3e5), abs=1e-9)
 
 
+def test_the_answer_comes_first_and_agrees_with_the_sections_below(page, results):
+    answer, first = results["answer"], results["extrapolations"][0]
+    assert page.sections[0] == "answer"
+    assert (answer["target"]["params"], answer["target"]["tokens"]) == (first["params"], first["tokens"])
+    assert answer["loss"]["mean"] == pytest.approx(first["loss"], rel=1e-12)
+    truth = TRUTH["E"] + TRUTH["A"] / first["params"] ** TRUTH["alpha"] + TRUTH["B"] / first["tokens"] ** TRUTH["beta"]
+    assert answer["loss"]["mean_lo"] <= answer["loss"]["mean"] <= answer["loss"]["mean_hi"]
+    assert answer["loss"]["mean"] == pytest.approx(truth, rel=0.03)
+    assert answer["decades_beyond"] == pytest.approx(max(first["N_beyond_decades"], first["D_beyond_decades"]), abs=1e-9)
+    assert answer["trust"]["grade"] in ("A", "B", "C") and answer["trust"]["meaning"]
+    quantities = page.column("answer-table", "quantity")
+    assert quantities[0] == "target run" and quantities[-1] == "trust grade" and "peak learning rate" in quantities
+
+
 def test_lr_section_recovers_the_lr_exponent_and_recommends_for_each_target(page, results):
     law = results["hparams"]["laws"]["lr_vs_N_D"]
     lo, hi = law["intervals"]["a"]
@@ -214,12 +228,12 @@ def test_rl_section_recovers_k_max(page, results):
 
 def test_sections_without_data_are_left_out_with_a_reason(tables, tmp_path, capsys):
     report = build_report(tables["no_sweep"], bootstrap=0)  # no bootstrap either: point values only
-    assert [s.key for s in report.sections] == ["data", "fit", "frontier", "extrapolations"]
+    assert [s.key for s in report.sections] == ["answer", "data", "fit", "frontier", "extrapolations"]
     assert all(row["mean_lo"] is None and row["loss"] > 0 for row in report.results["extrapolations"])
     assert "group(s) tried 3 or more learning rates" in report.absent["hparams"]
     assert "--rl" in report.absent["rl"]
     page = Page(report.to_html())
-    assert page.sections == ["data", "fit", "frontier", "extrapolations"]
+    assert page.sections == ["answer", "data", "fit", "frontier", "extrapolations"]
     assert report.results["absent"] == report.absent
     assert list(report.tables()["fit-params"]["parameter"]) == ["A", "B", "E", "alpha", "beta"]
     with pytest.raises(KeyError, match="learning rates"):
