@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def _umask() -> int:
@@ -57,21 +58,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def json_safe(value):
-    """Strict-JSON form of ``value``: non-finite floats become None, numpy scalars and arrays Python ones,
-    tuples lists and mapping keys strings, recursively."""
+    """Strict-JSON form of ``value``: non-finite floats and missing values (None, ``pd.NA``, ``NaT``) become
+    None, numpy scalars and arrays Python ones, tuples lists, mapping keys strings, anything else its
+    ``str``; recursively."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | np.ndarray):
         return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    if value is None or isinstance(value, str):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
 
 
 def dumps(payload) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
-from scalefit.io import dumps, write_json
+from scalefit.io import dumps, json_safe, write_json
 from scalefit.study import RunsFit
 
 REPORT_SCHEMA_VERSION = 1
@@ -253,25 +253,8 @@ def _png(figure, dpi: int = 120) -> bytes:
     return buffer.getvalue()
 
 
-def _jsonable(value):
-    """Strict JSON: numpy scalars to Python, non-finite floats to None, tuples to lists, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if value is None or value is pd.NA or isinstance(value, str):
-        return None if value is pd.NA else value
-    return str(value)
-
-
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return _jsonable(frame.to_dict(orient="records"))
+    return json_safe(frame.to_dict(orient="records"))
 
 
 def _sentence(text: str) -> str:
@@ -618,7 +601,7 @@ def _hparams_section(runs: pd.DataFrame, targets: list[tuple[float, float]], boo
                Figure("hparam_laws", f"Optimal LR and batch size against N, D and C with {pct} bands.",
                       _png(plot_hparam_laws(laws))))
     results = {**laws.to_dict(), "recommendations": [a.to_dict() for a in advice]}
-    return Section("hparams", tuple(paragraphs), tuple(warnings), tables, figures), _jsonable(results)
+    return Section("hparams", tuple(paragraphs), tuple(warnings), tables, figures), json_safe(results)
 
 
 def _rl_section(rl_runs: pd.DataFrame, bootstrap: int, seed: int) -> tuple[Section, dict]:
@@ -671,7 +654,7 @@ def _rl_section(rl_runs: pd.DataFrame, bootstrap: int, seed: int) -> tuple[Secti
                               "(dashed) and full (dotted) predictions.", _png(plot_rl_curves(backtest))))
         results["backtest"] = backtest.to_dict()
     section = Section("rl", tuple(paragraphs), tuple(warnings), tuple(tables), tuple(figures))
-    return section, _jsonable(results)
+    return section, json_safe(results)
 
 
 # --- building -------------------------------------------------------------------------------------------
@@ -731,7 +714,7 @@ def _answer_section(study: RunsFit, target: tuple[float, float], hparams: dict |
                   "comes from.",)
     table = Table("answer-table", f"The answer for the first planned run ({pct} intervals)", pd.DataFrame(rows))
     results = {"target": {"params": n, "tokens": d, "flops": c}, "decades_beyond": decades,
-               "loss": _jsonable(row.to_dict()), "trust": grade.to_dict(), "rows": _records(pd.DataFrame(rows))}
+               "loss": json_safe(row.to_dict()), "trust": grade.to_dict(), "rows": _records(pd.DataFrame(rows))}
     return Section("answer", paragraphs, (), (table,)), results
 
 
@@ -840,7 +823,7 @@ def build_report(runs: pd.DataFrame | str | Path, *, rl_runs: pd.DataFrame | str
     if rl_source:
         source = f"{source}; RL: {rl_source}"
     results.update({"sections": [s.key for s in sections], "absent": absent})
-    return Report(source, tuple(sections), absent, _jsonable(results))
+    return Report(source, tuple(sections), absent, json_safe(results))
 
 
 # --- scalefit fit --out --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from scalefit.fitting import FitResult, OptimiserSettings, fit
 from scalefit.fitting.bootstrap import percentile_intervals, refit_replicates
 from scalefit.fitting.objective import Loss, Objective
 from scalefit.fitting.parameters import free_parameters
+from scalefit.io import json_safe
 from scalefit.laws.rl_efficiency import RLEfficiency, size_label
 
 #: ``x`` choices and the runs-table column each one reads.
@@ -338,7 +339,7 @@ class RLFit:
             "interval_method": self.interval_method, "n_bootstrap": self.n_bootstrap, "level": self.level,
             "r2": _num(self.r2), "r2_log": _num(self.r2_log),
             "success": bool(self.fit.success), "message": self.fit.message,
-            "protocol": self.protocol, "heldout_error": _jsonable(self.heldout_error),
+            "protocol": self.protocol, "heldout_error": json_safe(self.heldout_error),
             "clipping": {"epsilon": self.clipping.epsilon, "n_low": self.clipping.n_low,
                          "n_high": self.clipping.n_high},
             "notes": list(self.notes), "n_points": len(self.points),
@@ -684,13 +685,4 @@ def _describe_protocol(protocol: Mapping) -> str:
 
 
 def _num(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return _num(value)
-    return value
+    return json_safe(float(value))
