@@ -4,7 +4,8 @@ For each target and budget: ``scalefit.plan.design_runs`` proposes runs (prior c
 with a first fit would have); the naive grid has the same number of runs and the same compute (log-spaced sizes
 at 20 tokens per parameter). For each design, ``--seeds`` data sets are simulated from the truth (log-normal
 noise σ = 1 %), the joint law is refitted with ``--bootstrap`` refits, and at the target we record the width of
-the 95 % interval of the mean (log hi/lo), whether it covers the true loss, and the prediction's error.
+the 95 % interval of the mean (log hi/lo; the fit gives none when it finds its parameters not identified),
+whether it covers the true loss (a missing interval covers nothing), and the prediction's error.
 
 Run by hand (a few minutes)::
 
@@ -33,19 +34,20 @@ def evaluate(design: pd.DataFrame, target, seeds: int, bootstrap: int, sigma: fl
     law = Chinchilla()
     point = pd.DataFrame({"params": [target[0]], "tokens": [target[1]]})
     truth = law.predict(TRUTH, point)[0]
-    widths, errors, covered, converged = [], [], [], []
+    widths, errors, covered, ok = [], [], [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         data = design[["params", "tokens"]].assign(run_id=[f"r{i}" for i in range(len(design))])
         data["loss"] = law.predict(TRUTH, data) * np.exp(rng.normal(0.0, sigma, len(data)))
         result = fit(law, data, bootstrap=bootstrap, seed=seed)
-        band = result.predict(point)
-        widths.append(np.log(band["hi"].iloc[0] / band["lo"].iloc[0]))
-        errors.append(np.log(band["mean"].iloc[0] / truth))
-        covered.append(band["lo"].iloc[0] <= truth <= band["hi"].iloc[0])
-        converged.append(result.draws["converged"].mean())
-    return {"median width": float(np.median(widths)), "rmse": float(np.sqrt(np.mean(np.square(errors)))),
-            "coverage": float(np.mean(covered)), "refits converged": float(np.mean(converged))}
+        band = result.predict(point).iloc[0]
+        widths.append(np.log(band["mean_hi"] / band["mean_lo"]))  # NaN when the fit says "not identified"
+        errors.append(np.log(band["mean"] / truth))
+        covered.append(band["mean_lo"] <= truth <= band["mean_hi"])
+        ok.append(result.status == "ok")
+    return {"median width": float(np.nanmedian(widths)) if np.isfinite(widths).any() else np.nan,
+            "rmse": float(np.sqrt(np.mean(np.square(errors)))), "coverage": float(np.mean(covered)),
+            "interval given": float(np.mean(np.isfinite(widths))), "status ok": float(np.mean(ok))}
 
 
 def main() -> None:
