@@ -153,7 +153,9 @@ class Report:
         return self.to_html()
 
     def write(self, out: str | Path) -> dict[str, Path]:
-        """Write ``report.html``, ``report.md``, ``results.json`` and the PNGs into the folder ``out``."""
+        """Write ``report.html``, ``report.md``, ``results.json``, the PNGs and, with a fit, the ``fit.json``
+        that ``scalefit fit --out`` writes (same name, same schema: ``predict``/``allocate`` read it), into
+        the folder ``out``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
@@ -163,6 +165,8 @@ class Report:
                 paths[f"{figure.key}.png"].write_bytes(figure.png)
         documents = {"report.html": self.to_html(), "report.md": self.to_markdown(),
                      "results.json": dumps(self.results)}
+        if "fit" in self.results:
+            documents["fit.json"] = dumps(self.results["fit"])
         for name, text in documents.items():
             paths[name] = out / name
             paths[name].write_text(text, encoding="utf-8")
@@ -355,7 +359,7 @@ def _fit_section(study: RunsFit) -> Section:
                            "cannot pin down (scalefit fit --fix alpha=0.34).")
     tables = [Table("fit-params", f"Parameters with {pct} {r.interval_method} intervals", params)]
     figures = [
-        Figure("fit_tokens", f"Loss against D, one curve per model size, with the {pct} interval of the mean "
+        Figure("fit", f"Loss against D, one curve per model size, with the {pct} interval of the mean "
                "(shaded) and of a new run (dotted); dashed: extrapolation; grey dashed: E.",
                _png(plot_fit(r, against="tokens"))),
         Figure("fit_params", "Loss against N, one curve per token budget.",
@@ -421,7 +425,7 @@ def _frontier_section(study: RunsFit) -> Section:
     warnings = [_sentence(note) for x in study.approaches for note in x.notes]
     warnings += [_sentence(note) for note in study.notes if note.startswith("approach")]
     warnings += [_sentence(f"{approach} is missing: {why}") for approach, why in study.approaches_missing]
-    figures = [Figure("frontier", f"N_opt(C) and D_opt(C) by the three approaches, with approach 3's {pct} "
+    figures = [Figure("allocation", f"N_opt(C) and D_opt(C) by the three approaches, with approach 3's {pct} "
                       "band, and their exponents with 95% intervals.",
                       _png(plot_frontier(allocation, study.approaches,
                                          data_range=(compute.min(), compute.max()))))]

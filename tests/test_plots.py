@@ -281,3 +281,20 @@ def test_save_and_close_writes_a_png_and_releases_the_figure(study, tmp_path):
     plots.save_and_close(fig, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.number not in plt.get_fignums()
+
+
+def test_a_flagged_fit_says_so_in_every_title():
+    """Two model sizes cannot identify a joint law: the fit is suspect, and its figures say SUSPECT."""
+    from scalefit.laws import Chinchilla
+
+    truth = {"E": 1.3, "A": 30.0, "B": 2500.0, "alpha": 0.45, "beta": 0.57}
+    n, d = np.meshgrid([1e4, 1e5], np.geomspace(1e6, 1.6e7, 8))
+    points = pd.DataFrame({"params": n.ravel(), "tokens": d.ravel()})
+    rng = np.random.default_rng(0)
+    points["loss"] = Chinchilla().predict(truth, points) * np.exp(rng.normal(0.0, 0.01, len(points)))
+    result = fit(Chinchilla(), points, bootstrap=50)
+    assert result.status != "ok"
+    flag = f"{result.status.upper()}: "
+    assert plots.plot_fit(result).axes[0].get_title().startswith(flag)
+    assert plots.plot_residuals(result)._suptitle.get_text().startswith(flag)
+    plt.close("all")

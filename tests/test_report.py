@@ -123,7 +123,9 @@ def results(written) -> dict:
 
 def test_report_writes_html_markdown_json_and_every_png_it_mentions(written):
     names = {p.name for p in written.iterdir()}
-    assert {"report.html", "report.md", "results.json"} <= names
+    assert {"report.html", "report.md", "results.json", "fit.json"} <= names
+    # the same file names as `scalefit fit --out` for what both write
+    assert {"fit.png", "residuals.png", "allocation.png"} <= names
     markdown = (written / "report.md").read_text()
     referenced = {line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")}
     assert referenced and referenced == {n for n in names if n.endswith(".png")}

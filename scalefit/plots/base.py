@@ -139,3 +139,10 @@ def save_and_close(figure, path, dpi: int = 120) -> None:
     """Save a figure to ``path`` and release it (so that many plots do not pile up in pyplot)."""
     figure.savefig(path, dpi=dpi)
     _pyplot().close(figure)
+
+
+def _flag(result) -> str:
+    """``"SUSPECT: "`` or ``"FAILED: "`` before a title when ``result``'s status is not ok, else ``""``: a
+    flagged fit says so on every figure drawn from it."""
+    status = getattr(result, "status", "ok")
+    return "" if status == "ok" else f"{status.upper()}: "

@@ -9,6 +9,7 @@ from scalefit.plots.base import (
     PALETTE,
     _cmap,
     _colourbar,
+    _flag,
     _log_norm,
     _new_axes,
     _plain_loss_axis,
@@ -178,7 +179,7 @@ def plot_fit(result, ax=None, *, against: str | None = None, interval: str | Non
     norm, other = _draw_fit(ax, result, against, interval, heldout, extend, n_groups)
     if norm is not None:
         _colourbar(fig, ax, norm, _LABELS[other])
-    ax.set_title(f"{result.law!r}: {result.n_points} points, intervals {result.interval_method}")
+    ax.set_title(f"{_flag(result)}{result.law!r}: {result.n_points} points, intervals {result.interval_method}")
     return fig
 
 
@@ -197,7 +198,7 @@ def plot_backtest(backtest, ax=None, *, against: str | None = None, interval: st
     norm, other = _draw_fit(ax, backtest.fit, against, interval, backtest.predictions, 1.5, 6)
     if norm is not None:
         _colourbar(fig, ax, norm, _LABELS[other])
-    ax.set_title(f"backtest: fitted without the largest {backtest.holdout_largest} size(s); held-out "
+    ax.set_title(f"{_flag(backtest.fit)}backtest: fitted without the largest {backtest.holdout_largest} size(s); held-out "
                  f"|rel. error| mean {backtest.mean_abs_rel_error:.2%}, max {backtest.max_abs_rel_error:.2%}")
     return fig
 
@@ -244,7 +245,7 @@ def plot_residuals(result, ax=None, *, against: str | None = None):
             panel.set_xscale("log")
         panel.set_xlabel(_LABELS.get(name, name))
     axes[0].set_ylabel("log L − log L̂")
-    title = f"{result.law!r}: residuals of {result.n_points} points (dotted: ±2 RMS = ±{spread:.3g})"
+    title = f"{_flag(result)}{result.law!r}: residuals of {result.n_points} points (dotted: ±2 RMS = ±{spread:.3g})"
     (fig.suptitle if len(axes) > 1 else axes[0].set_title)(title)
     return fig
 
@@ -296,7 +297,7 @@ def plot_bootstrap(result, params=None):
                     ax.set_ylabel(_PARAM_LABELS.get(y_name, y_name))
             if i == len(names) - 1:
                 ax.set_xlabel(_PARAM_LABELS.get(x_name, x_name))
-    fig.suptitle(f"{result.law!r}: {len(draws)} {result.interval_method} draws; "
+    fig.suptitle(f"{_flag(result)}{result.law!r}: {len(draws)} {result.interval_method} draws; "
                  f"{100 * result.level:.0f}% intervals dashed")
     return fig
 
