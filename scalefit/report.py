@@ -333,7 +333,7 @@ def _data_section(runs: pd.DataFrame) -> tuple[Section, dict]:
 
 
 def _fit_section(study: RunsFit) -> Section:
-    from scalefit.plots import plot_backtest, plot_bootstrap, plot_fit, plot_residuals
+    from scalefit.plots import plot_backtest, plot_backtest_parity, plot_bootstrap, plot_fit, plot_residuals
 
     r = study.result
     pct = f"{100 * r.level:.0f}%"
@@ -383,6 +383,9 @@ def _fit_section(study: RunsFit) -> Section:
         figures.append(Figure("backtest", "Backtest: the law fitted on the smaller sizes, extrapolated "
                               "(dashed) to the held-out largest size (hollow diamonds).",
                               _png(plot_backtest(bt))))
+        figures.append(Figure("backtest_parity", f"Backtest, run by run: predicted against actual loss of the "
+                              f"held-out runs with their {pct} new-run intervals; dashed: predicted = actual.",
+                              _png(plot_backtest_parity(bt))))
     return Section("fit", tuple(paragraphs), tuple(warnings), tuple(tables), tuple(figures))
 
 

@@ -298,3 +298,14 @@ def test_a_flagged_fit_says_so_in_every_title():
     assert plots.plot_fit(result).axes[0].get_title().startswith(flag)
     assert plots.plot_residuals(result)._suptitle.get_text().startswith(flag)
     plt.close("all")
+
+
+def test_backtest_parity_draws_each_held_out_run_at_its_actual_and_predicted_loss(study):
+    backtest = study.backtest
+    fig = plots.plot_backtest_parity(backtest)
+    points = next(c for c in fig.axes[0].collections if isinstance(c, PathCollection)).get_offsets()
+    expected = backtest.predictions[["actual", "predicted"]].to_numpy()
+    np.testing.assert_allclose(np.asarray(points), expected)
+    x, y = fig.axes[0].get_lines()[-1].get_data()
+    np.testing.assert_allclose(x, y)  # the line predicted = actual
+    plt.close(fig)

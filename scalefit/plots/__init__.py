@@ -23,10 +23,17 @@ from scalefit.plots.allocation import (
     plot_predictions,
 )
 from scalefit.plots.base import CONFIDENCE_ALPHA, PALETTE, SEQUENTIAL, STYLE, save_and_close
-from scalefit.plots.fits import plot_backtest, plot_bootstrap, plot_fit, plot_residuals, plot_runs
+from scalefit.plots.fits import (
+    plot_backtest,
+    plot_backtest_parity,
+    plot_bootstrap,
+    plot_fit,
+    plot_residuals,
+    plot_runs,
+)
 from scalefit.plots.hparams import plot_hparam_law, plot_hparam_laws, plot_lr_landscape, plot_lr_landscapes
 from scalefit.plots.plan import plot_design, plot_design_variance
 from scalefit.plots.rl import plot_rl_curves, plot_rl_efficiency
 from scalefit.plots.tasks import plot_task_chain, plot_task_step1, plot_task_step2, plot_task_steps
 
-__all__ = ["CONFIDENCE_ALPHA", "PALETTE", "SEQUENTIAL", "STYLE", "plot_allocation", "plot_backtest", "plot_bootstrap", "plot_design", "plot_design_variance", "plot_exponents", "plot_fit", "plot_frontier", "plot_hparam_law", "plot_hparam_laws", "plot_isoflops", "plot_lr_landscape", "plot_lr_landscapes", "plot_predictions", "plot_residuals", "plot_rl_curves", "plot_rl_efficiency", "plot_runs", "plot_task_chain", "plot_task_step1", "plot_task_step2", "plot_task_steps", "save_and_close"]
+__all__ = ["CONFIDENCE_ALPHA", "PALETTE", "SEQUENTIAL", "STYLE", "plot_allocation", "plot_backtest", "plot_backtest_parity", "plot_bootstrap", "plot_design", "plot_design_variance", "plot_exponents", "plot_fit", "plot_frontier", "plot_hparam_law", "plot_hparam_laws", "plot_isoflops", "plot_lr_landscape", "plot_lr_landscapes", "plot_predictions", "plot_residuals", "plot_rl_curves", "plot_rl_efficiency", "plot_runs", "plot_task_chain", "plot_task_step1", "plot_task_step2", "plot_task_steps", "save_and_close"]

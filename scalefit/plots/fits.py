@@ -204,6 +204,30 @@ def plot_backtest(backtest, ax=None, *, against: str | None = None, interval: st
 
 
 @_styled
+def plot_backtest_parity(backtest, ax=None):
+    """Predicted against actual loss of the backtest's held-out runs, with each prediction's new-run interval
+    (vertical bars) and the line predicted = actual: how far off the extrapolation was, run by run."""
+    import numpy as np
+
+    fig, ax = _new_axes(ax, figsize=(4.2, 3.8))
+    p = backtest.predictions
+    has_band = not p[["lo", "hi"]].isna().all(axis=None)
+    if has_band:
+        ax.errorbar(p["actual"], p["predicted"], yerr=[p["predicted"] - p["lo"], p["hi"] - p["predicted"]],
+                    fmt="none", ecolor=PALETTE[0], alpha=0.5, lw=0.8)
+    ax.scatter(p["actual"], p["predicted"], color=PALETTE[0], zorder=3, label="held-out runs")
+    low = float(np.nanmin([p["actual"].min(), p["predicted"].min(), p["lo"].min() if has_band else np.inf]))
+    high = float(np.nanmax([p["actual"].max(), p["predicted"].max(), p["hi"].max() if has_band else -np.inf]))
+    ax.plot([low, high], [low, high], color="0.4", ls="--", lw=0.8, label="predicted = actual")
+    ax.set_xlabel("actual loss")
+    ax.set_ylabel("predicted loss")
+    ax.set_title(f"{_flag(backtest.fit)}backtest: mean |rel. error| {backtest.mean_abs_rel_error:.2%}, "
+                 f"max {backtest.max_abs_rel_error:.2%}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+@_styled
 def plot_residuals(result, ax=None, *, against: str | None = None):
     """Log residuals ``log L − log L̂`` against each input of the law and against the fitted loss.
 
