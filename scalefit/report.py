@@ -139,11 +139,14 @@ class Report:
         contents = "".join(f"<li><a href='#{s.key}'>{_esc(s.title)}</a></li>" for s in self.sections)
         body = [(f"<header><h1>scalefit report</h1><p class='source'>{_esc(self.source)}</p>"
                 f"<nav><ol>{contents}</ol></nav></header>")]
+        sections = [_section_html(number, section) for number, section in enumerate(self.sections, 1)]
+        first = 1 if self.sections and self.sections[0].key == "answer" else 0  # the answer stays on top
+        body += sections[:first]
         if self.absent:
             items = "".join(f"<li><strong>{_esc(SECTION_TITLES[key])}</strong>: {_esc(why)}</li>"
                             for key, why in self.absent.items())
             body.append(f"<aside id='absent'><h2>Sections not shown</h2><ul>{items}</ul></aside>")
-        body += [_section_html(number, section) for number, section in enumerate(self.sections, 1)]
+        body += sections[first:]
         return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
                 "<meta name='viewport' content='width=device-width, initial-scale=1'>"
                 f"<title>scalefit report: {_esc(self.source)}</title><style>{_CSS}</style></head>"
@@ -685,12 +688,12 @@ def _answer_section(study: RunsFit, target: tuple[float, float], hparams: dict |
     plan_known = math.isfinite(row.get("plan_lo", math.nan)) and math.isfinite(row.get("plan_hi", math.nan))
     width = (row["plan_hi"] - row["plan_lo"]) / row["mean"] if plan_known else None
     grade = trust_grade(study, decades, width)
-    rows = [{"quantity": "target run", "value": f"N = {_g(n)}, D = {_g(d)} (C = 6ND = {_g(c)} FLOP)",
-             f"{pct} interval": "", "note": f"{decades:.2f} decades beyond the largest N or D fitted"}]
+    rows = [{"quantity": "target run", "value": f"N = {_g(n)}, D = {_g(d)}, C = {_g(c)}",
+             f"{pct} interval": "", "note": f"{decades:.2f} decades beyond the data"}]
     interval = f"[{_g(row['plan_lo'])}, {_g(row['plan_hi'])}] planning" if plan_known else \
         (f"[{_g(row['mean_lo'])}, {_g(row['mean_hi'])}] mean only" if "mean_lo" in row else "")
     rows.append({"quantity": "loss", "value": _g(row["mean"]), f"{pct} interval": interval,
-                 "note": "planning = the law's spread + a new run's scatter + the rollout's error per decade"})
+                 "note": "planning: spread + run scatter + extrapolation"})
     if r.law.name == "chinchilla" and r.success:
         optimum = joint_law_allocation(r, [c]).table.iloc[0]
         rows.append({"quantity": "compute-optimal N at this C", "value": _g(optimum["params"]),
@@ -704,7 +707,7 @@ def _answer_section(study: RunsFit, target: tuple[float, float], hparams: dict |
         rows.append({"quantity": "peak learning rate", "value": _g(first["lr"]),
                      f"{pct} interval": (f"[{_g(lr_interval[0])}, {_g(lr_interval[1])}]"
                                          if None not in lr_interval else ""),
-                     "note": "from the LR law fitted on this table's sweeps"})
+                     "note": "LR law of this table"})
         if first.get("batch_size_tokens") is not None:
             rows.append({"quantity": "batch size [tokens]", "value": _g(first["batch_size_tokens"]),
                          f"{pct} interval": (f"[{_g(bs_interval[0])}, {_g(bs_interval[1])}]"
@@ -714,11 +717,12 @@ def _answer_section(study: RunsFit, target: tuple[float, float], hparams: dict |
         rows.append({"quantity": "peak learning rate, batch size", "value": "—", f"{pct} interval": "",
                      "note": f"no LR/batch-size law from this table: {hparams_why or 'see its section'}"})
     rows.append({"quantity": "trust grade", "value": f"{grade.grade}: {grade.meaning}", f"{pct} interval": "",
-                 "note": "; ".join(grade.reasons) or "every check passed"})
+                 "note": f"{len(grade.reasons)} reason(s) above" if grade.reasons else "every check passed"})
     paragraphs = (f"For the planned run N = {_g(n)}, D = {_g(d)}: loss {_g(row['mean'])} "
                   + (f"(planning {interval.split(' planning')[0]})" if plan_known else "")
                   + f"; trust grade {grade.grade} ({grade.meaning}). The sections below show where each number "
                   "comes from.",)
+    paragraphs += tuple(f"Grade {grade.grade} because {reason}." for reason in grade.reasons)
     table = Table("answer-table", f"The answer for the first planned run ({pct} intervals)", pd.DataFrame(rows))
     results = {"target": {"params": n, "tokens": d, "flops": c}, "decades_beyond": decades,
                "loss": json_safe(row.to_dict()), "trust": grade.to_dict(), "rows": _records(pd.DataFrame(rows))}
