@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def _umask() -> int:
@@ -73,6 +72,8 @@ def json_safe(value):
         return float(value) if math.isfinite(value) else None
     if value is None or isinstance(value, str):
         return value
+    import pandas as pd  # only here: the CLI's start-up imports this module and must not load pandas
+
     if value is pd.NA or value is pd.NaT:
         return None
     return str(value)

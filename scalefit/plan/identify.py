@@ -248,12 +248,13 @@ def check_identifiability(
         if len(draws) and reported in draws:
             boot_lo, boot_hi = np.quantile(draws[reported].astype(float), [0.5 - level / 2, 0.5 + level / 2])
         bounds = [(lo, hi)] + ([(boot_lo, boot_hi)] if np.isfinite(boot_lo) else [])
-        if parameter.log_scale and reported != "E":  # an amplitude: how many-fold its interval spans
-            spread = max(b / a if a > 0 else np.inf for a, b in bounds)
-            too_wide, width_text = spread > max_ratio, f"spans a factor {spread:.3g}"
-        else:
-            spread = max((b - a) / abs(value) if value else np.inf for a, b in bounds)
-            too_wide, width_text = spread > max_relative_width, f"{spread:.3g}× its value wide"
+        with np.errstate(over="ignore", divide="ignore"):  # a huge interval is inf wide, as it should read
+            if parameter.log_scale and reported != "E":  # an amplitude: how many-fold its interval spans
+                spread = max(b / a if a > 0 else np.inf for a, b in bounds)
+                too_wide, width_text = spread > max_ratio, f"spans a factor {spread:.3g}"
+            else:
+                spread = max((b - a) / abs(value) if value else np.inf for a, b in bounds)
+                too_wide, width_text = spread > max_relative_width, f"{spread:.3g}× its value wide"
         reason, verdict = "", "identified"
         if reported in structural:
             verdict, reason = "not identified", structural[reported]
