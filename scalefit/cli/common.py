@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from scalefit.errors import ScalefitInputError
@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_FAILED", "EXIT_INPUT_ERROR", "EXIT_OK", "EXIT_SUSPECT", "OUTPUT_MARKER", "FailedResultError",
     "atomic_write_text", "check_json_path", "check_out", "check_outputs", "check_saved_result", "floats",
     "input_error_message", "pipe_safe_stdout", "result_exit_code", "staged_output_dir", "write_json",
+    "write_result_outputs",
 ]
 
 EXIT_OK = 0
@@ -170,6 +171,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_result_outputs(out_dir: str | os.PathLike | None, result, *, tables: Mapping[str, object] | None = None,
+                         figures: Mapping[str, object] | None = None) -> Path | None:
+    """Write a result's ``--out`` folder whole: ``result.json``, ``summary.txt``, tables and figures.
+
+    ``result`` follows the result protocol (:mod:`scalefit.results`): ``result.json`` is ``result.save``,
+    ``summary.txt`` is ``result.summary().as_text()``. ``tables`` maps a name to a DataFrame written as
+    ``<name>.csv``; ``figures`` maps a name to a matplotlib Figure, or to a callable returning one (drawn only
+    here), saved as ``<name>.png``. Everything is written into a staged folder that replaces ``out_dir`` only
+    when all of it succeeded (:func:`staged_output_dir`), so nothing is ever half-written. Returns
+    ``out_dir`` as a Path, or None (and writes nothing) when ``out_dir`` is None.
+    """
+    if out_dir is None:
+        return None
+    with staged_output_dir(out_dir) as staged:
+        result.save(staged / "result.json")
+        atomic_write_text(staged / "summary.txt", result.summary().as_text() + "\n")
+        for name, table in (tables or {}).items():
+            table.to_csv(staged / f"{name}.csv")
+        if figures:
+            from scalefit.plots import save_and_close
+
+            for name, figure in figures.items():
+                save_and_close(figure() if callable(figure) else figure, staged / f"{name}.png")
+    return Path(out_dir)
 
 
 _READ_ERROR_MODULES = ("pandas.errors", "pyarrow", "json.decoder")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scalefit.cli.common import EXIT_OK, EXIT_SUSPECT, floats, staged_output_dir, write_json
+from scalefit.cli.common import EXIT_OK, EXIT_SUSPECT, floats, write_json, write_result_outputs
 from scalefit.errors import ScalefitInputError
 
 
@@ -102,15 +102,9 @@ def _run_tasks(args: argparse.Namespace) -> int:
     summary = result.summary().as_text()
     print(summary)
     document = {"source": str(args.runs), **result.to_dict()}
-    with staged_output_dir(args.out) as out:
-        if out is not None:
-            from scalefit.plots import save_and_close
-
-            write_json(out / "result.json", document)
-            (out / "summary.txt").write_text(summary + "\n")
-            result.prediction().to_csv(out / "predictions.csv")
-            for task in result.tasks.index[result.tasks["x_lo"].notna()]:
-                save_and_close(result.plot_steps(task), out / f"task_{task.replace('/', '_')}.png")
+    figures = {f"task_{task.replace('/', '_')}": (lambda task=task: result.plot_steps(task))
+               for task in result.tasks.index[result.tasks["x_lo"].notna()]}
+    write_result_outputs(args.out, result, tables={"predictions": result.prediction()}, figures=figures)
     if args.json:
         write_json(args.json, document)
     return EXIT_OK if result.ok else EXIT_SUSPECT
