@@ -164,7 +164,7 @@ class RunsFit:
         if self.identifiability is not None:
             lines.append(_identifiability_line(self.identifiability))
         if self.backtest is not None:
-            lines += ["", self.backtest.summary()]
+            lines += ["", self.backtest.headline()]
         if self.allocation is not None:
             lines += ["", self.allocation.summary()]
         lines += [str(a) for a in self.approaches]
