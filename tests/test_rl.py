@@ -203,7 +203,7 @@ def test_error_rates_of_0_and_1_are_clipped_and_the_result_says_so():
     result = fit_rl(data, bootstrap=0)
     assert (result.clipping.n_low, result.clipping.n_high, result.clipping.epsilon) == (2, 1, 0.001)
     assert any("clipped 2 point(s) with L = 0 and 1 with L = 1" in note for note in result.notes)
-    assert "clipped 2 point(s)" in result.summary()
+    assert "clipped 2 point(s)" in result.summary().as_text()
     assert result.to_dict()["clipping"] == {"epsilon": 0.001, "n_low": 2, "n_high": 1}
     assert np.isfinite(result.params.to_numpy()).all()
 
@@ -285,8 +285,9 @@ def test_cli_writes_json_and_plots(tmp_path, capsys):
                  str(tmp_path / "out"), "--json", str(tmp_path / "rl.json")])
     assert code == 0
     assert "K_max" in capsys.readouterr().out
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "summary.txt", "points.csv",
-                                                              "curves.png", "efficiency.png", ".scalefit-output"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "result.json", "summary.txt", "points.csv", "per_size.csv", "predictions.csv", "backtest.csv", "curves.png",
+        "efficiency.png", ".scalefit-output"}
     payload = json.loads((tmp_path / "rl.json").read_text())
     assert payload["protocol"]["variants"] == ["slope-only", "full"] and "heldout_error" in payload
 
