@@ -14,14 +14,14 @@ from importlib import import_module
 _EXPORTS = {
     "Chinchilla": "scalefit.laws", "Kaplan": "scalefit.laws", "PowerLaw": "scalefit.laws",
     "FitResult": "scalefit.fitting", "fit": "scalefit.fitting",
-    "compute_frontier": "scalefit.runs", "final_points": "scalefit.runs", "load_runs": "scalefit.runs",
-    "select": "scalefit.runs", "tuned_points": "scalefit.runs",
+    "compute_frontier": "scalefit.points", "final_points": "scalefit.points", "load_runs": "scalefit.runs",
+    "points": "scalefit.points", "select": "scalefit.points", "tuned_points": "scalefit.points",
     "fit_runs": "scalefit.study", "load_fit": "scalefit.study",
 }
 
 __all__ = [
     "Chinchilla", "FitResult", "Kaplan", "PowerLaw", "compute_frontier", "final_points", "fit", "fit_runs",
-    "load_fit", "load_runs", "select", "tuned_points",
+    "load_fit", "load_runs", "points", "select", "tuned_points",
 ]
 __version__ = "0.1.0"
 

@@ -22,8 +22,8 @@ import pandas as pd
 
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting.extrapolation import extrapolation_distance
+from scalefit.points import points as choose_points
 from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, register
-from scalefit.runs import final_points
 
 LEVEL = DEFAULT_LEVEL
 #: Columns that declare the compute budget a run was designed for (IsoFLOP sweeps), in order of preference.
@@ -200,7 +200,7 @@ def approach1(df: pd.DataFrame, *, points: str = "final", n_budgets: int = 12,
     """
     if points not in ("final", "all"):
         raise ValueError("points must be 'final' or 'all'")
-    rows = final_points(df) if points == "final" else df
+    rows = choose_points(df, points, status=None, split=None)
     rows = rows.assign(_c=_compute(rows, convention))
     rows = rows[np.isfinite(rows["loss"]) & (rows["_c"] > 0)]
     curves = {}
@@ -362,7 +362,7 @@ def approach2(df: pd.DataFrame, *, min_sizes: int = 4, window: int | None = DEFA
     if window is not None and window < 3:
         raise ScalefitInputError(f"the Approach 2 window must be 3 or more sizes (a parabola has 3 "
                                  f"coefficients), or None for every size; not {window}")
-    final = final_points(df)
+    final = choose_points(df, "final", status=None, split=None)
     final = final[np.isfinite(final["loss"])]
     final = final.assign(_c=_compute(final, convention))
     labels, source = _budget_labels(final, tolerance_decades, min_sizes)

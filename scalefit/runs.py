@@ -45,8 +45,6 @@ suffix, a sweep folder (its ``parts/*.parquet``), and W&B and MLflow exports (``
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -58,36 +56,45 @@ from scalefit import readers
 from scalefit.errors import RunsTableError
 from scalefit.io import atomic_write
 from scalefit.plausibility import check_runs
-
-REQUIRED_COLUMNS = ("run_id", "params", "tokens", "loss")
-NUMERIC_COLUMNS = (
-    "params", "tokens", "loss", "flops", "params_embedding", "lr", "batch_size", "warmup",
-    "step", "seed", "n_layers", "d_model", "seq_len", "vocab_size", "wall_time",
+from scalefit.points import (  # which points an analysis uses: one front door (scalefit.points)
+    CARRIED_RUN_COLUMNS,
+    HYPERPARAMETER_COLUMNS,
+    _last_positions,
+    _with_attrs,
+    compute_frontier,
+    final_points,
+    select,
+    tuned_points,
 )
-STATUSES = ("ok", "diverged", "killed")
+from scalefit.runs_validation import (
+    _ATTN_SHAPE_COLUMNS,
+    ACTIVATED_PARAMETER_COLUMNS,
+    DEFAULT_FLOPS_CONVENTION,
+    FLOPS_CONVENTIONS,
+    NUMERIC_COLUMNS,
+    REQUIRED_COLUMNS,
+    STATUSES,
+    TOTAL_PARAMETER_COLUMNS,
+    UNSPECIFIED_CONVENTION,
+    _as_run_id,
+    _check_required,
+    _check_values,
+    _coerce_numeric,
+    _raise,
+    _rename,
+    _resolve_flops,
+)
 
-#: FLOPs conventions ``load_runs`` can derive; see ``derive_flops`` for the formulas.
-FLOPS_CONVENTIONS = ("6ND", "6ND+attn")
-DEFAULT_FLOPS_CONVENTION = "6ND"
-#: Label recorded when a file gives ``flops`` without a ``flops_convention`` column.
-UNSPECIFIED_CONVENTION = "unspecified"
+__all__ = [
+    "ACTIVATED_PARAMETER_COLUMNS", "CARRIED_RUN_COLUMNS", "DEFAULT_FLOPS_CONVENTION", "FLOPS_CONVENTIONS",
+    "HYPERPARAMETER_COLUMNS", "NUMERIC_COLUMNS", "REQUIRED_COLUMNS", "STATUSES", "SUPPORTED_SUFFIXES",
+    "TOTAL_PARAMETER_COLUMNS", "UNSPECIFIED_CONVENTION", "compute_frontier", "derive_flops", "family_summary",
+    "final_points", "load_runs", "parameter_count_notes", "parse_column_map", "read_table", "select",
+    "select_family", "table_shape", "tuned_points", "write_runs",
+]
+
 #: File suffixes ``load_runs`` reads, and the reader each one uses.
 SUPPORTED_SUFFIXES = readers.SUPPORTED_SUFFIXES
-
-_ATTN_SHAPE_COLUMNS = ("n_layers", "d_model", "seq_len")
-_MAX_SHOWN = 5  # offending rows quoted per problem
-_NOT_POSITIVE = ("is not a finite number > 0", "are not finite numbers > 0")
-_NOT_NONNEGATIVE = ("is not a finite number >= 0", "are not finite numbers >= 0")
-
-# What each positive column means, quoted in its error hint.
-_POSITIVE_HINTS = {
-    "params": "params is N, the non-embedding parameter count; fix or drop these rows",
-    "tokens": "tokens is D, the training tokens seen so far; an evaluation at step 0 (D = 0) has no place "
-              "on a power law, so drop such rows, and fix any others",
-    "batch_size": "batch_size is in tokens per optimiser step; fix these rows, or drop the column if "
-                  "the batch size is unknown",
-    "lr": "lr is the peak learning rate; fix these rows, or drop the column if it is unknown",
-}
 
 
 def write_runs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -97,9 +104,6 @@ def write_runs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     (:func:`scalefit.io.atomic_write`: a unique temporary name; mode ``0666 & ~umask``).
     """
     return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
-
-
-# --- public API ------------------------------------------------------------------------------------
 
 
 def parse_column_map(items: Iterable[str]) -> dict[str, str]:
@@ -294,11 +298,6 @@ def load_runs(
     return df
 
 
-#: Columns holding a model's activated parameters beside its total (MoE releases), and the total's names.
-ACTIVATED_PARAMETER_COLUMNS = ("Na", "N_active", "active_params", "activated_params", "params_active")
-TOTAL_PARAMETER_COLUMNS = ("N", "params_total", "total_params")
-
-
 def parameter_count_notes(df: pd.DataFrame, mapping: Mapping[str, str] | None = None) -> list[str]:
     """One-line notes when ``params`` may be the wrong count: the table has a second parameter count (an
     MoE release with total ``N`` and activated ``Na``), or its sizes are nearly one size.
@@ -349,79 +348,6 @@ def read_table(
     readers.recode_status(df, dict(status_map or {}), STATUSES, source)
     df.attrs = {"source": source}
     return df
-
-
-def select(
-    df: pd.DataFrame,
-    status: str | Iterable[str] | None = "ok",
-    split: str | Iterable[str] | None = "val",
-) -> pd.DataFrame:
-    """Rows whose ``status`` and ``split`` are the given value(s); ``None`` or an absent column: no filter."""
-    keep = np.ones(len(df), dtype=bool)
-    for column, wanted in (("status", status), ("split", split)):
-        if wanted is None or column not in df:
-            continue
-        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-        if column == "status":
-            unknown = [w for w in wanted if w not in STATUSES]
-            if unknown:
-                raise RunsTableError(
-                    f"select(status=...) got {', '.join(map(repr, unknown))}; statuses are "
-                    f"{', '.join(STATUSES)}."
-                )
-        keep &= df[column].isin(wanted).to_numpy()
-    return _with_attrs(df.iloc[np.flatnonzero(keep)], df)
-
-
-def final_points(df: pd.DataFrame) -> pd.DataFrame:
-    """The last row of each run, by ``step`` (else by ``tokens``), in file order.
-
-    With a ``split`` column the last row is taken per run and split; ``select`` one split first to get
-    exactly one row per run. Ties keep the later row of the table.
-    """
-    _need(df, ("run_id", "tokens"), "final_points")
-    return _with_attrs(df.iloc[np.sort(_last_positions(df))], df)
-
-
-HYPERPARAMETER_COLUMNS = ("lr", "batch_size", "schedule", "warmup")
-
-
-def tuned_points(df: pd.DataFrame) -> pd.DataFrame:
-    """One point per (params, token budget): the final loss of the best hyperparameter setting, seeds averaged.
-
-    A joint law such as Chinchilla's describes well-tuned runs, so a table holding learning-rate or
-    batch-size sweeps is reduced to, for each (N, D), the setting (``lr``, ``batch_size``, ``schedule``,
-    ``warmup``, where present) whose final loss averaged over its runs (seeds) is lowest. D is the
-    ``token_budget`` column when present (runs of different batch sizes end a few tokens apart), else
-    ``tokens``. Taking the minimum over settings biases each point down by a little of the seed noise.
-
-    The result has one row per (N, D) with ``run_id`` (the first run of the setting), ``params``,
-    ``tokens`` (mean over the setting's runs), ``loss`` (mean), the setting's columns, ``n_runs`` (runs
-    averaged), ``n_settings`` (settings compared) and ``run_ids`` (the runs averaged, a tuple). ``select``
-    the ``ok`` rows first.
-    """
-    final = final_points(df)
-    budget = "token_budget" if "token_budget" in final else "tokens"
-    settings = [c for c in HYPERPARAMETER_COLUMNS if c in final]
-    keys = ["params", budget] + [c for c in settings if c != budget]
-    per_setting = (final.groupby(keys, sort=True, dropna=False)
-                   .agg(run_id=("run_id", "first"), run_ids=("run_id", tuple), tokens_mean=("tokens", "mean"),
-                        loss=("loss", "mean"), n_runs=("run_id", "size"))
-                   .reset_index())
-    per_setting["n_settings"] = per_setting.groupby(["params", budget])["loss"].transform("size")
-    best = per_setting.loc[per_setting.groupby(["params", budget])["loss"].idxmin()]
-    best = best.drop(columns=["tokens"], errors="ignore").rename(columns={"tokens_mean": "tokens"})
-    columns = ["run_id", "params", "tokens", *([budget] if budget != "tokens" else []), "loss", *settings,
-               "n_runs", "n_settings", "run_ids"]
-    best = best[columns].reset_index(drop=True)
-    carried = [c for c in ("flops", *CARRIED_RUN_COLUMNS) if c in final]  # per run: of the setting's first run
-    if carried:
-        best = best.join(final.drop_duplicates("run_id").set_index("run_id")[carried], on="run_id")
-    return _with_attrs(best, df)
-
-
-#: Per-run columns :func:`tuned_points` keeps (of the first run of the chosen setting) besides ``flops``.
-CARRIED_RUN_COLUMNS = ("family", "flops_budget", "compute_budget")
 
 
 def select_family(df: pd.DataFrame, family: str | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -482,322 +408,8 @@ def table_shape(df: pd.DataFrame) -> dict:
     return {"rows": rows, "runs": runs, "sizes": sizes, "checkpoints": checkpoints, "text": text}
 
 
-def compute_frontier(df: pd.DataFrame) -> pd.DataFrame:
-    """The compute frontier: rows with lower loss than every row at fewer or equal FLOPs, by FLOPs.
-
-    Taken over all rows of all runs given (``select`` first to keep, e.g., only ``ok`` validation rows);
-    rows with non-finite loss or FLOPs are ignored, and of rows with equal FLOPs and loss the first in
-    the table is kept.
-    """
-    _need(df, ("flops", "loss"), "compute_frontier")
-    flops = df["flops"].to_numpy(dtype=float)
-    loss = df["loss"].to_numpy(dtype=float)
-    pos = np.flatnonzero(np.isfinite(flops) & np.isfinite(loss))
-    pos = pos[np.lexsort((pos, loss[pos], flops[pos]))]
-    ordered = loss[pos]
-    best_before = np.minimum.accumulate(np.concatenate(([np.inf], ordered[:-1])))
-    return _with_attrs(df.iloc[pos[ordered < best_before]], df)
-
-
-# --- reading -----------------------------------------------------------------------------------------
-
-
-def _last_positions(df: pd.DataFrame) -> np.ndarray:
-    """Positions of each run's (and split's) last row by ``step``, else ``tokens``; ties: the later row."""
-    order = "step" if "step" in df else "tokens"
-    group = pd.factorize(df["run_id"], use_na_sentinel=False)[0].astype(np.int64)
-    if "split" in df:
-        split = pd.factorize(df["split"], use_na_sentinel=False)[0]
-        group = group * (int(split.max(initial=0)) + 1) + split
-    return readers.last_of_groups(group, pd.to_numeric(df[order], errors="coerce").to_numpy(dtype=float))
-
-
 def _parquet_rows(path: Path) -> int:
     """Rows of a parquet file, from its metadata."""
     import pyarrow.parquet as pq
 
     return int(pq.ParquetFile(path).metadata.num_rows)
-
-
-def _rename(df: pd.DataFrame, mapping: dict[str, str], source: str) -> pd.DataFrame:
-    if not mapping:
-        return df
-    unknown = [old for old in mapping if old not in df.columns]
-    if unknown:
-        old = unknown[0]
-        near = difflib.get_close_matches(old, [str(c) for c in df.columns], n=1)
-        guess = f" Did you mean {near[0]!r}?" if near else ""
-        raise RunsTableError(
-            f"runs table {source!r}: the column mapping names {old!r}, which is not a column of the file."
-            f"{guess} The file's columns are {_list(df.columns)}; fix the OLD side of {old}={mapping[old]}."
-        )
-    renamed = set(mapping)
-    for old, new in mapping.items():
-        if new in df.columns and new not in renamed and new != old:
-            raise RunsTableError(
-                f"runs table {source!r}: the column mapping renames {old!r} to {new!r}, but the file already "
-                f"has a column {new!r}; drop one of them, or map {new!r} to another name too."
-            )
-    return df.rename(columns=mapping)
-
-
-def _check_required(df: pd.DataFrame, mapping: dict[str, str], source: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if not missing:
-        return
-    available = [str(c) for c in df.columns]
-    hints = []
-    for column in missing:
-        folded = {c.strip().lower().replace(" ", "_"): c for c in available}
-        alias = next((a for a in readers.KNOWN_ALIASES.get(column, ()) if a in available), None)
-        if column == "params":  # an MoE table's activated count, before its total "N"
-            alias = next((a for a in ACTIVATED_PARAMETER_COLUMNS if a in available), alias)
-        near = alias or folded.get(column) or next(iter(difflib.get_close_matches(column, available, n=1)), None)
-        if near is not None:
-            hints.append(f"{near!r} looks like {column!r}: map it with columns={{{near!r}: {column!r}}} "
-                         f"(CLI: --map '{near}={column}')")
-    hint = "; ".join(hints) if hints else (
-        "if the file names them differently, map them with columns={'file name': 'runs-table name'} "
-        "(CLI: --map 'OLD=NEW')")
-    mapped = f" after the mapping {mapping}" if mapping else ""
-    raise RunsTableError(
-        f"runs table {source!r} lacks the required column{'s' if len(missing) > 1 else ''} "
-        f"{', '.join(map(repr, missing))}{mapped}. Its columns are {_list(available)}. {hint[0].upper()}"
-        f"{hint[1:]}."
-    )
-
-
-# --- validation --------------------------------------------------------------------------------------
-
-
-def _coerce_numeric(df: pd.DataFrame) -> list[str]:
-    """Turn NUMERIC_COLUMNS into numbers in place; text that is not a number is a problem."""
-    problems = []
-    for column in NUMERIC_COLUMNS:
-        if column not in df:
-            continue
-        raw = df[column]
-        if pd.api.types.is_bool_dtype(raw.dtype):
-            bad = np.ones(len(df), dtype=bool)
-        elif pd.api.types.is_numeric_dtype(raw.dtype):
-            continue
-        else:
-            numbers = pd.to_numeric(raw.astype(object).where(raw.notna(), np.nan), errors="coerce")
-            bad = (numbers.isna() & raw.notna()).to_numpy()
-        if bad.any():
-            problems.append(_row_problem(
-                df, column, bad, ("is not a number", "are not numbers"),
-                f"{column} must be numeric{_unit(column)}; fix these cells (no units or thousands "
-                f"separators) or drop the rows"))
-        else:
-            df[column] = numbers.astype(float)
-    return problems
-
-
-def _check_values(df: pd.DataFrame, keep_flops: np.ndarray, convention: str) -> list[str]:
-    problems = []
-    ids = df["run_id"]
-    missing_id = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
-    if missing_id.any():
-        problems.append(_row_problem(df, "run_id", missing_id, ("has no run_id", "have no run_id"),
-                                     "Every row needs the id of the run it belongs to"))
-
-    for column, hint in _POSITIVE_HINTS.items():
-        if column in df:
-            bad = ~_positive(df[column])
-            if bad.any():
-                problems.append(_row_problem(df, column, bad, _NOT_POSITIVE, hint))
-
-    if "flops" in df:
-        bad = keep_flops & ~_positive(df["flops"])
-        if bad.any():
-            problems.append(_row_problem(
-                df, "flops", bad, _NOT_POSITIVE,
-                "flops is the training compute so far [FLOP]; fix these rows, or drop the flops column "
-                "(or pass flops_convention='6ND') to derive it from params and tokens"))
-
-    if convention == "6ND+attn":
-        derive = ~keep_flops
-        absent = [c for c in _ATTN_SHAPE_COLUMNS if c not in df]
-        if absent and derive.any():
-            problems.append(
-                f"the 6ND+attn FLOPs convention needs the column{'s' if len(absent) > 1 else ''} "
-                f"{', '.join(map(repr, absent))}, which the file lacks. Add the model shape "
-                f"(n_layers, d_model, seq_len) or use flops_convention='6ND'.")
-        for column in (c for c in _ATTN_SHAPE_COLUMNS if c in df):
-            bad = derive & ~_positive(df[column])
-            if bad.any():
-                problems.append(_row_problem(
-                    df, column, bad, _NOT_POSITIVE,
-                    f"The 6ND+attn FLOPs convention needs {column} on every row; fill it in or use "
-                    f"flops_convention='6ND'"))
-
-    if "step" in df:
-        step = df["step"].to_numpy(dtype=float)
-        bad = ~(np.isfinite(step) & (step >= 0))
-        if bad.any():
-            problems.append(_row_problem(df, "step", bad, _NOT_NONNEGATIVE,
-                                         "step is the optimiser step of the row; fill it in or drop "
-                                         "the step column"))
-
-    status_ok = None
-    if "status" in df:
-        status = df["status"]
-        known = status.isin(STATUSES).to_numpy()
-        if not known.all():
-            suggestion = readers.status_hint(status[~known].dropna().unique(), STATUSES)
-            problems.append(_row_problem(
-                df, "status", ~known, ("holds an unknown status", "hold unknown statuses"),
-                f"status must be one of {', '.join(STATUSES)} (lower case); recode the file's values with "
-                f"status_map (CLI: --status-map {suggestion or 'VALUE=ok'})"))
-        status_ok = (status == "ok").to_numpy()
-    loss = df["loss"].to_numpy(dtype=float)
-    finite = np.isfinite(loss)
-    must_be_finite = status_ok if status_ok is not None else np.ones(len(df), dtype=bool)
-    bad = (must_be_finite & ~finite) | (finite & (loss <= 0))
-    if bad.any():
-        if status_ok is not None:
-            hint = ("loss must be finite and > 0 on rows with status 'ok'; give the rows of a run that "
-                    "blew up status 'diverged' (their NaN/inf losses are kept), or drop these rows")
-        else:
-            hint = ("loss must be finite and > 0; if these are runs that blew up, add a status column "
-                    "with 'diverged' for them (their NaN/inf losses are then kept), else drop these rows")
-        problems.append(_row_problem(df, "loss", bad, ("holds an invalid loss", "hold invalid losses"), hint))
-
-    problems.extend(_duplicates(df))
-    return problems
-
-
-def _duplicates(df: pd.DataFrame) -> list[str]:
-    # train and val losses at one step are two rows, so the split (when present) is part of the key.
-    key = ["run_id", "step" if "step" in df else "tokens"] + (["split"] if "split" in df else [])
-    dup = df.duplicated(key, keep=False).to_numpy()
-    if not dup.any():
-        return []
-    rows = pd.DataFrame({k: df[k].to_numpy()[dup] for k in key})
-    rows["_row"] = _file_rows(df, np.flatnonzero(dup))
-    groups = rows.groupby(key, sort=False, dropna=False)["_row"].agg(list)
-    shown = []
-    for values, numbers in list(groups.items())[:3]:
-        values = values if isinstance(values, tuple) else (values,)
-        what = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(key, values, strict=True))
-        extra = f" and {len(numbers) - _MAX_SHOWN} more" if len(numbers) > _MAX_SHOWN else ""
-        shown.append(f"{what} at rows {', '.join(map(str, numbers[:_MAX_SHOWN]))}{extra}")
-    more = f" (and {len(groups) - 3} more)" if len(groups) > 3 else ""
-    key_text = "(" + ", ".join(key) + ")"
-    repeats = f"{len(groups)} {key_text} combinations repeat" if len(groups) > 1 else f"{key_text} repeats"
-    return [(
-        f"column {key[1]!r}: {repeats}: {'; '.join(shown)}{more}. Each run may have one row per "
-        f"{key[1]}{' and split' if 'split' in key else ''}; drop the repeated rows (a resumed run often "
-        f"logs its last evaluation twice) or give restarts their own run_id."
-    )]
-
-
-def _resolve_flops(df: pd.DataFrame, requested: str | None, source: str) -> tuple[np.ndarray, str]:
-    """Which rows keep the file's ``flops``, and the convention of the resulting column."""
-    if requested is not None and requested not in FLOPS_CONVENTIONS:
-        raise RunsTableError(
-            f"runs table {source!r}: unknown FLOPs convention {requested!r}; choose one of "
-            f"{', '.join(FLOPS_CONVENTIONS)}."
-        )
-    if "flops" not in df:
-        return np.zeros(len(df), dtype=bool), requested or DEFAULT_FLOPS_CONVENTION
-    if "flops_convention" in df:
-        recorded = df["flops_convention"].astype(object).where(df["flops_convention"].notna(),
-                                                               UNSPECIFIED_CONVENTION).astype(str)
-    else:
-        recorded = pd.Series(UNSPECIFIED_CONVENTION, index=df.index)
-    if requested is not None:
-        return (recorded == requested).to_numpy(), requested
-    kinds = pd.unique(recorded)
-    if len(kinds) > 1:
-        firsts = [f"{k!r} (first at row {_file_rows(df, [int(np.argmax((recorded == k).to_numpy()))])[0]})" for k in kinds[:4]]
-        raise RunsTableError(
-            f"runs table {source!r}, column 'flops_convention': the rows mix conventions, "
-            f"{', '.join(firsts)}, so their FLOPs are not comparable. Pass flops_convention='6ND' (or "
-            f"'6ND+attn') to re-derive flops on the rows that differ."
-        )
-    df["flops_convention"] = recorded
-    return np.ones(len(df), dtype=bool), str(kinds[0])
-
-
-# --- helpers -----------------------------------------------------------------------------------------
-
-
-def _positive(values: pd.Series) -> np.ndarray:
-    x = values.to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(x) & (x > 0)
-
-
-def _as_run_id(ids: pd.Series) -> pd.Series:
-    """run_id as str, missing ids kept missing; integral floats (an int column with gaps) lose '.0'."""
-    if pd.api.types.is_float_dtype(ids.dtype):
-        ids = ids.map(lambda v: str(int(v)) if math.isfinite(v) and v == int(v) else str(v),
-                      na_action="ignore")
-    return ids.astype(str)
-
-
-def _row_problem(df: pd.DataFrame, column: str, bad: np.ndarray, what: tuple[str, str], hint: str) -> str:
-    rows = np.flatnonzero(bad)
-    values = df[column].to_numpy()[rows[:_MAX_SHOWN]]
-    numbers = _file_rows(df, rows[:_MAX_SHOWN])
-    shown = ", ".join(f"row {r} ({_fmt(v)})" for r, v in zip(numbers, values, strict=True))
-    more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
-    if len(rows) > 1:
-        count = f"{len(rows)} of {len(df)} rows {what[1]}"
-    else:
-        count = f"1 row {what[0]}"
-    return f"column {column!r}: {count}: {shown}{more}. {hint}."
-
-
-def _file_rows(df: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
-    """Data-row numbers in the file (from 1) of frame positions: the index holds the file's row order."""
-    if not pd.api.types.is_integer_dtype(df.index.dtype):
-        return np.asarray(positions) + 1
-    return df.index.to_numpy()[positions] + 1
-
-
-def _raise(problems: list[str], source: str) -> None:
-    if not problems:
-        return
-    note = "Rows are numbered from 1, header not counted." if any("row " in p for p in problems) else ""
-    if len(problems) == 1:
-        joint = ", " if problems[0].startswith("column ") else ": "
-        raise RunsTableError(f"runs table {source!r}{joint}{problems[0]} {note}".rstrip())
-    body = "\n".join(f"  - {p}" for p in problems)
-    raise RunsTableError(f"runs table {source!r} has {len(problems)} problems:\n{body}\n{note}".rstrip())
-
-
-def _fmt(value) -> str:
-    if value is None or value is pd.NA:
-        return "empty"
-    if isinstance(value, (float, np.floating)):
-        return "NaN" if np.isnan(value) else f"{value:g}"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)
-
-
-def _unit(column: str) -> str:
-    units = {"params": " [parameters]", "tokens": " [tokens]", "loss": " [nats/token]", "flops": " [FLOP]",
-             "batch_size": " [tokens per step]", "seq_len": " [tokens]", "wall_time": " [s]"}
-    return units.get(column, "")
-
-
-def _list(columns) -> str:
-    names = [repr(str(c)) for c in columns]
-    return ", ".join(names[:20]) + (f" (and {len(names) - 20} more)" if len(names) > 20 else "")
-
-
-def _need(df: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
-    missing = [c for c in columns if c not in df]
-    if missing:
-        raise RunsTableError(f"{where} needs the column{'s' if len(missing) > 1 else ''} "
-                             f"{', '.join(map(repr, missing))}; load the table with load_runs.")
-
-
-def _with_attrs(out: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    out = out.copy()
-    out.attrs = dict(df.attrs)
-    return out

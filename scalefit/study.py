@@ -9,10 +9,10 @@ This is what ``scalefit fit`` and the report run; in a notebook::
     print(study.summary())
 
 Points (``points=``): ``"tuned"`` (default) keeps, per (N, D), the final loss of the best learning-rate /
-batch-size setting with seeds averaged (:func:`scalefit.runs.tuned_points`), because joint laws describe
+batch-size setting with seeds averaged (:func:`scalefit.points.points`), because joint laws describe
 well-tuned runs; ``"final"`` keeps every run's final point; ``"all"`` every evaluation (bootstrap then
 resamples whole runs); ``"frontier"`` the loss–compute envelope over every evaluation
-(:func:`scalefit.runs.compute_frontier`), for Henighan's ``L(C) = E + (C0/C)^α`` (``law="power", x="flops"``).
+(:mod:`scalefit.points` chooses them), for Henighan's ``L(C) = E + (C0/C)^α`` (``law="power", x="flops"``).
 Only ``ok`` validation rows are used; the rest are counted in ``excluded``. A table with a ``family`` column
 holding several families is refused unless ``family=`` names one (models trained on different data are not
 seeds of one another).
@@ -42,16 +42,9 @@ from scalefit.fitting import FitResult, fit
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
+from scalefit.points import points as choose_points
 from scalefit.results import DEFAULT_LEVEL, check_level
-from scalefit.runs import (
-    compute_frontier,
-    final_points,
-    load_runs,
-    select,
-    select_family,
-    table_shape,
-    tuned_points,
-)
+from scalefit.runs import load_runs, select_family, table_shape
 
 if TYPE_CHECKING:  # scalefit.plan imports scipy.stats (0.4 s): only fit_runs needs it, so it imports it
     from scalefit.plan.identify import Identifiability
@@ -94,7 +87,7 @@ def select_points(runs: pd.DataFrame, points: str = "tuned",
     if points not in POINTS:
         raise ScalefitInputError(f"points must be one of {', '.join(POINTS)}, not {points!r}")
     runs, other_families = select_family(runs, family)
-    usable = select(runs, status="ok", split="val")
+    usable = choose_points(runs, "all", status="ok", split="val")
     excluded_runs: dict[str, list[str]] = {}
     if "status" in runs:
         not_ok = runs.drop_duplicates("run_id").loc[lambda r: r["status"] != "ok"]
@@ -103,18 +96,12 @@ def select_points(runs: pd.DataFrame, points: str = "tuned",
     if usable.empty:
         raise FitError(f"{runs.attrs.get('source', 'the runs table')}: no rows with status 'ok' on the 'val' "
                        "split remain to fit")
+    chosen = choose_points(usable, points, status=None, split=None)
     if points == "tuned":
-        chosen = tuned_points(usable)
         kept = {str(run_id) for run_ids in chosen["run_ids"] for run_id in run_ids}
         worse = sorted(set(usable["run_id"].astype(str)) - kept)
         if worse:
             excluded_runs["runs at a worse lr/batch setting of the same (N, D)"] = worse
-    elif points == "final":
-        chosen = final_points(usable)
-    elif points == "frontier":
-        chosen = compute_frontier(usable)
-    else:
-        chosen = usable
     if other_families:
         excluded_runs[f"runs of other families than {family!r}"] = other_families
     excluded = {reason: len(ids) for reason, ids in excluded_runs.items()}
@@ -290,7 +277,7 @@ def _check_enough_points(runs: pd.DataFrame, chosen: pd.DataFrame, points: str, 
     n_parameters = len(law.parameters)
     if points not in ("tuned", "final") or len(chosen) > n_parameters:
         return
-    shape = table_shape(select(runs, status="ok", split="val"))
+    shape = table_shape(choose_points(runs, "all", status="ok", split="val"))
     if shape["rows"] <= len(chosen) or (shape["sizes"] < 2 and len(chosen) > 1):
         return  # nothing more in the table, or one size at several budgets: the engine's message says it
     options = [f"--points {option} ({what})" for option, n, what in (

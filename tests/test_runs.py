@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.errors import RunsTableError
+from scalefit.errors import RunsTableError, ScalefitInputError
+from scalefit.points import points
 from scalefit.runs import (
     FLOPS_CONVENTIONS,
     compute_frontier,
@@ -459,3 +460,57 @@ def test_tuned_points_keep_the_best_setting_per_size_and_budget_with_seeds_avera
     assert first["lr"] == 1e-3 and first["loss"] == pytest.approx(3.05)
     assert first["n_runs"] == 2 and first["n_settings"] == 2 and first["tokens"] == 100_352
     assert tuned.iloc[1]["n_settings"] == 1
+
+
+# -- the front door: points(df, which) ---------------------------------------------------------------------------
+def sweep_frame() -> pd.DataFrame:
+    """Four runs: a at two lr (b is its worse setting), c diverged, d logged on train only after step 1."""
+    return frame(
+        run_id=["a", "a", "b", "b", "c", "c", "d", "d"],
+        params=[1e6, 1e6, 1e6, 1e6, 2e6, 2e6, 2e6, 2e6],
+        tokens=[1e8, 2e8, 1e8, 2e8, 1e8, 2e8, 1e8, 2e8],
+        flops=[6e14, 12e14, 6e14, 12e14, 12e14, 24e14, 12e14, 24e14],
+        lr=[1e-3, 1e-3, 2e-3, 2e-3, 1e-3, 1e-3, 3e-3, 3e-3],
+        step=[1, 2, 1, 2, 1, 2, 1, 2],
+        loss=[3.0, 2.5, 3.1, 2.7, 2.9, np.nan, 2.8, 2.4],
+        status=["ok", "ok", "ok", "ok", "diverged", "diverged", "ok", "ok"],
+        split=["val", "val", "val", "val", "val", "val", "val", "train"],
+    )
+
+
+def test_points_final_all_tuned_and_frontier_are_the_selection_functions_on_ok_val_rows():
+    df = sweep_frame()
+    usable = select(df)  # ok, val
+    assert usable["run_id"].tolist() == ["a", "a", "b", "b", "d"]
+    pd.testing.assert_frame_equal(points(df, "all"), usable)
+    pd.testing.assert_frame_equal(points(df), final_points(usable))
+    assert points(df, "final")["run_id"].tolist() == ["a", "b", "d"]
+    pd.testing.assert_frame_equal(points(df, "tuned"), tuned_points(usable))
+    # final points per (N, D): a (2.5) beats b (2.7) at (1e6, 2e8); d's last val row is alone at (2e6, 1e8)
+    assert points(df, "tuned")["loss"].tolist() == [2.5, 2.8]
+    assert points(df, "tuned")["n_settings"].tolist() == [2, 1]
+    assert points(df, "frontier")["run_id"].tolist() == ["a", "a"]  # d's 2.8 at 1.2e15 FLOPs loses to a's 2.5
+    assert points(df, "final", status=None)["run_id"].tolist() == ["a", "b", "c", "d"]
+    assert points(df).attrs == df.attrs
+
+
+def test_points_groups_keep_every_status_and_smooth_the_last_losses():
+    df = sweep_frame()
+    groups = points(df, "groups")
+    assert groups["run_id"].tolist() == ["a", "b", "c", "d"]  # the diverged run is data for the optimum
+    assert groups["loss"].tolist()[:2] == [2.5, 2.7] and np.isnan(groups["loss"].iloc[2])
+    assert groups["step"].tolist() == [2, 2, 2, 1]  # the val split: d's step-2 row is on train
+    smoothed = points(df, "groups", smooth_last=2)
+    assert smoothed["loss"].tolist()[:2] == pytest.approx([2.75, 2.9])
+    # a sweep that logs no val rows is used whole
+    train_only = df.assign(split="train")
+    assert points(train_only, "groups")["step"].tolist() == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(("which", "options", "message"), [
+    ("best", {}, "which must be one of final, tuned, frontier, all, groups, not 'best'"),
+    ("groups", {"smooth_last": 0}, "smooth_last must be at least 1"),
+])
+def test_points_refuses_an_unknown_choice(which, options, message):
+    with pytest.raises(ScalefitInputError, match=message):
+        points(sweep_frame(), which, **options)

@@ -76,7 +76,7 @@ def final_losses(runs: pd.DataFrame, *, smooth_last: int = 1) -> pd.DataFrame:
     runs : pandas.DataFrame
         A runs table (one row per run and evaluation point, as :func:`scalefit.runs.load_runs` gives).
         Validation rows are used when a ``split`` column marks any; the last point is chosen by
-        :func:`scalefit.runs.final_points` (by ``step``, else ``tokens``). Every status is kept:
+        :func:`scalefit.points.points` (``"groups"``: by ``step``, else ``tokens``). Every status is kept:
         :func:`locate_optima` excludes and reports the runs that are not ``ok``.
     smooth_last : int
         Average the loss over this many final evaluation points (1: the final loss as logged; a
@@ -87,21 +87,9 @@ def final_losses(runs: pd.DataFrame, *, smooth_last: int = 1) -> pd.DataFrame:
     pandas.DataFrame
         The last row of each run, ``loss`` replaced by the smoothed final loss.
     """
-    from scalefit.runs import final_points, select
+    from scalefit.points import points
 
-    if smooth_last < 1:
-        raise ScalefitInputError(f"smooth_last must be at least 1, got {smooth_last}")
-    if "split" in runs.columns and (runs["split"] == "val").any():
-        runs = select(runs, status=None, split="val")
-    last = final_points(runs).reset_index(drop=True)
-    if smooth_last > 1:
-        order = "step" if "step" in runs.columns else "tokens"
-        ordered = runs.sort_values(order, kind="stable")
-        smoothed = ordered.groupby("run_id", sort=False)["loss"].apply(
-            lambda loss: loss.iloc[-smooth_last:].mean(skipna=False)
-        )
-        last["loss"] = last["run_id"].map(smoothed).to_numpy(float)
-    return last
+    return points(runs, "groups", smooth_last=smooth_last)
 
 
 def load_sweep(path: str | Path, *, smooth_last: int = 1, **load_options) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError, ScalefitInputError
+from scalefit.points import points as choose_points
 from scalefit.results import DEFAULT_LEVEL, check_level, percentile_interval, status_from
 from scalefit.tasks import table as tt
 from scalefit.tasks.chain import STEP1_LAWS, Chain, chain, fit_sigmoid, fit_step1, one_step
@@ -241,7 +242,7 @@ def _backtest(fits: _Fits, points: pd.DataFrame, key: str, floor: float | None, 
     if len(sizes) < 3:
         return None
     largest = points[points["params"] == sizes[-1]]
-    final = largest.sort_values("tokens").groupby("run_id").tail(1)
+    final = choose_points(largest, "final", status=None, split=None)
     target = pd.DataFrame({"params": [sizes[-1]], "tokens": [final["tokens"].median()]})
     target["flops"] = 6.0 * target["params"] * target["tokens"]
     actual = float(final["acc"].mean())
