@@ -1,4 +1,5 @@
-"""RL post-training scaling (scalefit.rl): the paper's constants recovered, backtests, bad input, CLI."""
+"""RL post-training scaling (scalefit.rl): the paper's constants recovered, backtests, bad input, CLI, the
+result protocol (save/load, conf_int, prediction frame, status), the rl.json fixture, segment resampling."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import pytest
 
 from scalefit.cli import EXIT_INPUT_ERROR, main
 from scalefit.errors import FitError, RunsTableError, ScalefitInputError
+from scalefit.fitting.resampling import (
+    default_segment_length,
+    grouped_counts,
+    refit_resamples,
+    segment_counts,
+)
 from scalefit.laws.rl_efficiency import RLEfficiency
-from scalefit.rl import PAPER_CONSTANTS, fit_rl, load_rl_runs, parse_protocol, rl_points
+from scalefit.rl import PAPER_CONSTANTS, RLFit, fit_rl, load_rl_runs, parse_protocol, rl_points
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data" / "rl_runs.parquet"
@@ -317,3 +324,193 @@ def test_shipped_rl_runs_span_the_promised_sizes_and_fit_end_to_end():
         result = fit_rl(table, protocol=protocol, bootstrap=20)
         assert math.isfinite(result.params["K_max"]) and math.isfinite(result.r2)
         assert json.dumps(result.to_dict(), allow_nan=False)
+
+
+# --- the result protocol ----------------------------------------------------------------------------------
+
+FIXTURES = REPO / "tests" / "fixtures"
+#: rl.json of schema 1, written by :func:`write_schema1_fixture` (``.venv/bin/python tests/test_rl.py``) with the
+#: code of the commit that added it: all seven Qwen sizes, 20 evaluations each, the largest held out.
+SCHEMA1_FIXTURE = FIXTURES / "rl_schema1.json"
+
+
+def write_schema1_fixture() -> None:
+    """Fit the synthetic truth (K_max = 0.135, N0 = 13.1B) and save it as the schema-1 fixture."""
+    result = fit_rl(synthetic_curves(n_eval=20, seed=7), protocol="holdout-largest:1", bootstrap=40, seed=1,
+                    source="synthetic_curves(n_eval=20, seed=7)")
+    result.save(SCHEMA1_FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def backtested():
+    return fit_rl(synthetic_curves(sizes=QWEN_SIZES[:5], n_eval=30), protocol="holdout-largest:1", bootstrap=60,
+                  source="synthetic")
+
+
+def test_save_load_gives_the_same_summary_and_numbers(backtested, tmp_path):
+    from scalefit.results import load_result
+
+    path = backtested.save(tmp_path / "rl.json")
+    again = load_result(path)
+    assert isinstance(again, RLFit) and again.kind == "rl"
+    assert again.summary().as_text() == backtested.summary().as_text()
+    assert again.summary(level=0.8).as_text() == backtested.summary(level=0.8).as_text()
+    pd.testing.assert_frame_equal(again.conf_int(0.9), backtested.conf_int(0.9))
+    pd.testing.assert_frame_equal(again.per_size, backtested.per_size)
+    pd.testing.assert_frame_equal(again.prediction(), backtested.prediction())
+    pd.testing.assert_frame_equal(again.points, backtested.points)
+    assert again.heldout_error == backtested.heldout_error and again.fit.success == backtested.fit.success
+    assert RLFit.load(path).to_dict() == json.loads(path.read_text())
+
+
+def test_conf_int_at_any_level_from_the_stored_draws(backtested):
+    narrow, wide = backtested.conf_int(0.9), backtested.conf_int(0.99)
+    estimates = backtested.params
+    assert list(narrow.index) == list(estimates.index)
+    assert (wide["lo"] < narrow["lo"]).all() and (narrow["hi"] < wide["hi"]).all()
+    for bounds in (narrow, wide):
+        assert (bounds["lo"] <= estimates).all() and (estimates <= bounds["hi"]).all()
+    pd.testing.assert_frame_equal(backtested.intervals, backtested.conf_int(0.95))
+    # the per-size table's k bounds are the intervals of the k[...] parameters at the same level
+    table = backtested.per_size_table(0.9)
+    assert table.loc["3B", "k_lo"] == narrow.loc["k[3B]", "lo"] and np.isnan(table.loc["14B", "k_lo"])
+    with pytest.raises(ScalefitInputError, match="between 0 and 1"):
+        backtested.conf_int(95)
+
+
+def test_the_summary_renders_as_text_and_html(backtested):
+    text = backtested.summary().as_text()
+    assert "Estimates with 95 % intervals" in text and "Backtest: errors on held-out points" in text
+    assert "90 % intervals" in backtested.summary(level=0.9).as_text()
+    html = backtested._repr_html_()
+    assert html.startswith("<div>") and "K_max" in html and "<table" in html and "slope-only" in html
+
+
+def test_the_prediction_frame_brackets_the_law_and_the_data(backtested):
+    frame = backtested.prediction()
+    assert list(frame.columns) == ["mean", "mean_lo", "mean_hi", "obs_lo", "obs_hi"]
+    assert (frame["mean_lo"] <= frame["mean"]).all() and (frame["mean"] <= frame["mean_hi"]).all()
+    assert (frame["obs_lo"] < frame["mean_lo"]).all() and (frame["mean_hi"] < frame["obs_hi"]).all()
+    # one new evaluation (noise sd 0.005 on L) falls in the 95 % new-evaluation band about 95 % of the time
+    observed = backtested.points.loc[frame.index, "loss"]
+    inside = ((frame["obs_lo"] <= observed) & (observed <= frame["obs_hi"])).mean()
+    assert 0.85 <= inside <= 1.0
+    # the noiseless law at 3B, 2e18 FLOPs (inside the curve) lies within the mean's 95 % interval
+    at = backtested.prediction({"params": [3e9], "flops": [2e18]})
+    assert at.loc[0, "mean_lo"] < synthetic_error(3e9, 2e18, first_step=6) < at.loc[0, "mean_hi"]
+    with pytest.raises(ScalefitInputError, match="fitted sizes"):
+        backtested.prediction({"params": [72e9], "flops": [1e22]})
+
+
+def synthetic_error(n: float, flops: float, *, first_step: int, k_max: float = 0.135, n0: float = 13.1e9) -> float:
+    """The noiseless ``L`` of :func:`synthetic_curves` (compute axis) at size ``n`` after ``flops``; the first
+    evaluation is after ``first_step`` steps (``200 // n_eval``)."""
+    first = 6.0 * n * TOKENS_PER_STEP * first_step
+    return (0.75 - 0.06 * np.log(n / QWEN_SIZES[0])) * (flops / first) ** (-k_max / (1 + n0 / n))
+
+
+def test_status_is_suspect_when_n0_sits_on_its_bound_and_ok_otherwise(backtested):
+    assert backtested.status == "ok" and backtested.reasons == () and backtested.exit_code == 0
+    flat = fit_rl(synthetic_curves(k_max=0.1, n0=1.0, sizes=QWEN_SIZES[:4], n_eval=30), bootstrap=20)
+    assert flat.status == "suspect" and flat.exit_code == 1
+    assert any(reason.startswith("N0 is on its lower bound") for reason in flat.reasons)
+    assert flat.n0_held == "lower" and "N0" not in flat.draws.columns
+    assert "SUSPECT: " in flat.summary().as_text() and "<strong>SUSPECT</strong>" in flat._repr_html_()
+
+
+def test_the_committed_schema1_fixture_keeps_loading_and_holds_the_truth():
+    from scalefit.results import load_result
+
+    result = load_result(SCHEMA1_FIXTURE)
+    assert isinstance(result, RLFit) and result.status == "ok"
+    truth = PAPER_CONSTANTS["base, L(N,C)"]
+    assert relative_error(result.params["K_max"], truth["K_max"]) < 0.10
+    assert relative_error(result.params["N0"], truth["N0"]) < 0.15
+    for name in ("K_max", "N0"):
+        lo, hi = result.conf_int(0.95).loc[name]
+        assert lo < truth[name] < hi
+    assert result.conf_int(0.5).loc["K_max", "hi"] < result.conf_int(0.99).loc["K_max", "hi"]
+    assert set(result.heldout_error) == {"slope-only", "full"} and result.protocol["targets"] == ["72B"]
+    assert result.heldout_error["slope-only"]["rel_error_end"] < 0.05
+    assert result.summary().as_text().startswith("RL post-training scaling law")
+
+
+def test_a_damaged_rl_json_is_one_clear_error(tmp_path):
+    doc = json.loads(SCHEMA1_FIXTURE.read_text())
+    for damage, match in ((lambda d: d.update(schema_version=99), "schema_version 99"),
+                          (lambda d: d.update(kind="fit"), "holds a 'fit' result"),
+                          (lambda d: d["fit"]["params"].pop("K_max"), "lack"),
+                          (lambda d: d.pop("points"), "not a valid rl result")):
+        broken = json.loads(json.dumps(doc))
+        damage(broken)
+        (tmp_path / "bad.json").write_text(json.dumps(broken))
+        with pytest.raises(ScalefitInputError, match=match):
+            RLFit.load(tmp_path / "bad.json")
+
+
+# --- the engine's resampling schemes ---------------------------------------------------------------------
+
+
+def test_segment_counts_move_whole_segments_within_each_group():
+    groups = np.repeat(["a", "b"], [10, 7])
+    order = np.concatenate([np.arange(10)[::-1], np.arange(7)])  # group a listed backwards
+    counts = segment_counts(groups, order, 3, 500, np.random.default_rng(0))
+    for rows, n_segments in ((np.flatnonzero(groups == "a"), 4), (np.flatnonzero(groups == "b"), 3)):
+        ranked = rows[np.argsort(order[rows])]
+        segment = np.arange(len(ranked)) // 3
+        for s in range(n_segments):
+            block = counts[:, ranked[segment == s]]
+            assert (block == block[:, :1]).all()  # a segment's points move together
+        drawn = np.stack([counts[:, ranked[segment == s][0]] for s in range(n_segments)], axis=1)
+        assert (drawn.sum(axis=1) == n_segments).all()  # as many segments as the group has
+    assert counts.mean() == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(FitError, match="segment_length"):
+        segment_counts(groups, order, 0, 5, np.random.default_rng(0))
+
+
+def test_grouped_counts_draw_whole_groups():
+    groups = np.repeat(["r1", "r2", "r3", "r4"], 5)
+    counts = grouped_counts(groups, 200, np.random.default_rng(1))
+    assert (counts.reshape(200, 4, 5) == counts.reshape(200, 4, 5)[:, :, :1]).all()
+    assert (counts.sum(axis=1) == 20).all() and len(np.unique(counts, axis=0)) > 20
+
+
+def _correlated_curves(seed: int, rho: float = 0.5, sd: float = 0.01, n_points: int = 40) -> pd.DataFrame:
+    """Four RL curves of the law (K_max = 0.3, N0 = 3B) with stationary AR(1) noise on log L along each curve."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for n in np.array([0.5, 1.5, 4.0, 12.0]) * 1e9:
+        flops = np.geomspace(1e17, 1e19, n_points) * n / 1e9
+        noise = np.zeros(n_points)
+        noise[0] = rng.normal(0.0, sd / np.sqrt(1 - rho**2))
+        for i in range(1, n_points):
+            noise[i] = rho * noise[i - 1] + rng.normal(0.0, sd)
+        log_l = np.log(0.8) - 0.3 / (1 + 3e9 / n) * np.log(flops / flops[0]) + noise
+        frames.append(pd.DataFrame({"run_id": f"n{n:g}", "params": n, "flops": flops, "loss": np.exp(log_l)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_segment_refits_cover_the_truth_where_a_point_bootstrap_does_not():
+    """Noise correlated along every curve (AR(1), ρ = 0.5): over 12 data sets, the 95 % interval of K_max from
+    segments of ceil(40^(1/3)) = 4 points covers the truth (0.3) at least 10 times; segments of one point
+    (a point bootstrap within curves, which treats neighbours as independent) cover it less often."""
+    from scalefit.fitting import fit
+
+    covered = {1: 0, 4: 0}
+    for seed in range(12):
+        data = _correlated_curves(seed)
+        law = RLEfficiency(data["params"].unique(), "flops")
+        result = fit(law, data, loss="mse_log", bootstrap=0)
+        assert result.success, result.message
+        assert default_segment_length(data["run_id"]) == 4
+        for length in covered:
+            counts = segment_counts(data["run_id"], data["flops"], length, 150, np.random.default_rng(seed))
+            draws = refit_resamples(law, data, counts, result.params, loss="mse_log")
+            assert draws["converged"].all()
+            lo, hi = np.quantile(draws["K_max"], [0.025, 0.975])
+            covered[length] += bool(lo < 0.3 < hi)
+    assert covered[4] >= 10 and covered[1] < covered[4]
+
+
+if __name__ == "__main__":
+    write_schema1_fixture()
