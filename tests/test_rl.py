@@ -309,6 +309,25 @@ def test_cli_input_errors_exit_2_and_write_nothing(tmp_path, capsys):
     assert main(["rl", str(runs), "--clip", "lots"]) == EXIT_INPUT_ERROR
 
 
+def test_cli_level_sets_every_interval_and_a_suspect_fit_exits_1(tmp_path, capsys):
+    from scalefit.results import load_result
+
+    runs = tmp_path / "rl.csv"
+    synthetic_curves(sizes=QWEN_SIZES[:4], n_eval=20).to_csv(runs, index=False)
+    assert main(["rl", str(runs), "--bootstrap", "30", "--level", "0.8", "--json", str(tmp_path / "rl.json")]) == 0
+    assert "Estimates with 80 % intervals" in capsys.readouterr().out
+    saved = load_result(tmp_path / "rl.json")
+    assert saved.level == 0.8 and saved.source == str(runs)
+    pd.testing.assert_frame_equal(saved.intervals, saved.conf_int(0.8))
+    assert main(["rl", str(runs), "--level", "95"]) == EXIT_INPUT_ERROR
+    assert "level must be a coverage between 0 and 1" in capsys.readouterr().err
+    flat = tmp_path / "flat.csv"
+    synthetic_curves(k_max=0.1, n0=1.0, sizes=QWEN_SIZES[:4], n_eval=20).to_csv(flat, index=False)
+    assert main(["rl", str(flat), "--bootstrap", "10", "--out", str(tmp_path / "flat")]) == 1
+    assert "SUSPECT: " in capsys.readouterr().out
+    assert load_result(tmp_path / "flat" / "result.json").status == "suspect"
+
+
 # --- the shipped sweep ------------------------------------------------------------------------------------
 
 

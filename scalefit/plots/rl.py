@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scalefit.plots.base import PALETTE, _new_axes, _styled
+from scalefit.plots.base import PALETTE, _flag, _new_axes, _styled
 
 
 @_styled
@@ -53,7 +53,7 @@ def plot_rl_curves(result, ax=None):
     ax.set_ylabel("test error L = 1 − pass@1" if result.metric != "L" else "error rate L")
     protocol = result.protocol["name"] if result.protocol else "all points fitted"
     k_max, n0 = result.params["K_max"], result.params["N0"]
-    ax.set_title(f"RL scaling: K_max = {k_max:.3g}, N0 = {n0:.3g} ({protocol})", fontsize=8)
+    ax.set_title(f"{_flag(result)}RL scaling: K_max = {k_max:.3g}, N0 = {n0:.3g} ({protocol})", fontsize=8)
     ax.legend(fontsize=6, loc="best", ncol=2)
     return fig
 
@@ -62,9 +62,9 @@ def plot_rl_curves(result, ax=None):
 def plot_rl_efficiency(result, ax=None):
     """Learning efficiency ``k`` per model size and the saturation curve ``k(N) = K_max / (1 + N0/N)``.
 
-    Filled markers with bars: the law's ``k`` at fitted sizes and its bootstrap interval; hollow squares:
-    each size's own least-squares slope (``k_free``), a check of the saturating form; hollow circles: the
-    law's ``k`` at held-out sizes. Dotted lines mark ``K_max`` and ``N0`` (when ``N0`` is in view).
+    Filled markers with bars: the law's ``k`` at fitted sizes and its bootstrap interval at ``result.level``;
+    hollow squares: each size's own least-squares slope (``k_free``), a check of the saturating form; hollow
+    circles: the law's ``k`` at held-out sizes. Dotted lines mark ``K_max`` and ``N0`` (when ``N0`` is in view).
 
     Parameters
     ----------
@@ -83,7 +83,7 @@ def plot_rl_efficiency(result, ax=None):
     errors = np.vstack([fitted["k"] - fitted["k_lo"], fitted["k_hi"] - fitted["k"]])
     ax.errorbar(fitted["N"], fitted["k"], yerr=np.where(np.isfinite(errors), errors, 0), fmt="o",
                 color=PALETTE[0], markersize=4, capsize=2,
-                label=f"law at fitted sizes ({100 * result.level:.0f}% interval)")
+                label=f"law at fitted sizes ({100 * result.level:g} % interval)")
     ax.scatter(table["N"], table["k_free"], marker="s", facecolors="none", edgecolors=PALETTE[3], s=22,
                label="each size's own slope (OLS on log L)", zorder=3)
     targets = table[table["role"] == "target"]
@@ -96,6 +96,6 @@ def plot_rl_efficiency(result, ax=None):
     ax.set_xscale("log")
     ax.set_xlabel("model size N [parameters]")
     ax.set_ylabel("learning efficiency k")
-    ax.set_title(f"K_max = {k_max:.3g}, N0 = {n0:.3g}", fontsize=8)
+    ax.set_title(f"{_flag(result)}K_max = {k_max:.3g}, N0 = {n0:.3g}", fontsize=8)
     ax.legend(fontsize=7, loc="best")
     return fig
