@@ -295,3 +295,59 @@ def test_headless_chromium_renders_a_non_blank_page_with_every_section(written, 
     rendered = Page(dom)
     assert rendered.sections == SECTIONS
     assert len(rendered.tables) == len(Page((written / "report.html").read_text()).tables)
+
+
+# --- the downstream-tasks section ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    """A ladder with one task ``qa`` (tests/test_tasks.py's truth: Chinchilla's law to bpb, a sigmoid to
+    accuracy), loaded as a runs table."""
+    from test_tasks import ladder
+
+    path = tmp_path_factory.mktemp("tasks") / "runs.csv"
+    ladder(truth="chinchilla").to_csv(path, index=False)
+    from scalefit.runs import load_runs
+
+    return load_runs(path)
+
+
+def test_task_section_shows_each_tasks_prediction_interval_and_verdict_at_the_target(task_runs):
+    from test_tasks import TARGET, true_accuracy, true_bpb
+
+    from scalefit.report import has_task_metrics, task_scaling
+    from scalefit.report.tasks import tasks_section
+
+    assert has_task_metrics(task_runs) and not has_task_metrics(task_runs.drop(columns=["task/qa/acc"]))
+    result = task_scaling(task_runs, (1e9, 2e10), bootstrap=40, seed=0)
+    section, saved = tasks_section(result)
+
+    assert section.key == "tasks" and section.title == "Downstream tasks"
+    (table,) = section.tables
+    row = table.frame.set_index("task").loc["qa"]
+    truth = float(true_accuracy(true_bpb(TARGET, "chinchilla"))[0])
+    assert row["mean (any verdict)"] == pytest.approx(truth, abs=0.08)
+    assert row["mean 95 % lo"] <= row["mean (any verdict)"] <= row["mean 95 % hi"]
+    answer = result.table().set_index("task").loc["qa"]  # the section shows the result's own numbers
+    assert (row["run 95 % lo"], row["run 95 % hi"]) == (answer["obs_lo"], answer["obs_hi"])
+    assert row["run 95 % lo"] < row["run 95 % hi"]
+    assert row["intermediate"] == "bpb" and row["chance"] == 0.25
+    assert row["predictability"] in ("predictable", "not predictable at this ladder")
+    assert (row["predictability"] == "predictable") == np.isfinite(row["predicted accuracy"])
+    assert [f.key for f in section.figures] == ["task_qa"] and section.figures[0].png[:4] == b"\x89PNG"
+    assert saved["kind"] == "task-scaling" and saved["prediction"][0]["task"] == "qa"
+
+
+def test_report_of_a_table_with_task_metrics_has_a_tasks_section(task_runs):
+    report = build_report(task_runs, targets=[(1e9, 2e10)], bootstrap=0, hparam_bootstrap=0, task_bootstrap=20)
+    keys = [s.key for s in report.sections]
+    assert "tasks" in keys and "tasks" not in report.absent
+    assert keys.index("tasks") == keys.index("data") + 1 + sum(k in keys for k in ("fit", "frontier",
+                                                                                   "extrapolations"))
+    target = report.results["tasks"]["targets"]
+    planned = report.results.get("extrapolations") or [{"params": report.results["data"]["params_range"][1],
+                                                         "tokens": report.results["data"]["tokens_range"][1]}]
+    assert target["params"] == [planned[0]["params"]] and target["tokens"] == [planned[0]["tokens"]]
+    page = Page(report.to_html())
+    assert "tasks" in page.sections and "tasks-table" in page.tables

@@ -72,7 +72,7 @@ def _add_report(subparsers) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     import math
 
-    from scalefit.report import SECTION_TITLES, build_report
+    from scalefit.report import build_report, section_title
 
     budgets = args.budgets
     if budgets is not None and not (budgets and all(math.isfinite(c) and c > 0 for c in budgets)):
@@ -87,9 +87,9 @@ def _run_report(args: argparse.Namespace) -> int:
     with staged_output_dir(args.out) as out:
         paths = report.write(out)
     print(f"scalefit report: {len(report.sections)} sections from {report.source}: "
-          + ", ".join(SECTION_TITLES[s.key] for s in report.sections))
+          + ", ".join(section_title(s.key) for s in report.sections))
     for key, why in report.absent.items():
-        print(f"scalefit report: warning: no {SECTION_TITLES[key]} section: {why}", file=sys.stderr)
+        print(f"scalefit report: warning: no {section_title(key)} section: {why}", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'report.html'} (self-contained), report.md, results.json and "
           f"{sum(name.endswith('.png') for name in paths)} PNG plots in {args.out}")
     fit = report.results.get("fit") or {}
