@@ -44,6 +44,9 @@ def _add_plan(subparsers) -> None:
     parser.add_argument("--kappa", type=float, metavar="K",
                         help="extrapolation error of log L per decade beyond the data (default 0.015)")
     parser.add_argument("--max-runs", type=int, default=12, metavar="K", help="at most K new runs (default 12)")
+    parser.add_argument("--refits", type=int, default=16, metavar="R",
+                        help="simulated refits per shortlisted design that measure its parameter variance "
+                             "(default 16; 0: the linearised Huber sandwich covariance only, fast)")
     parser.add_argument("--points", choices=("tuned", "final", "all"), default="tuned",
                         help="which points of the table to fit (as scalefit fit; default tuned)")
     parser.add_argument("--bootstrap", type=int, default=400, metavar="B", help="bootstrap refits (default 400)")
@@ -87,12 +90,14 @@ def _run_plan(args: argparse.Namespace) -> int:
         raise ScalefitInputError(f"a design needs {', '.join(missing)} too")
     if args.max_runs < 1:
         raise ScalefitInputError(f"--max-runs must be 1 or more, not {args.max_runs}")
+    if args.refits < 0:
+        raise ScalefitInputError(f"--refits must be 0 or more, not {args.refits}")
     from scalefit.plan import cost_table, design_runs, sweep_toml
 
     result = _fit(args.runs, args).result if args.runs else None
     options = {} if args.kappa is None else {"kappa": args.kappa}
     plan = design_runs(args.target_params, args.target_tokens, args.budget, result=result,
-                       max_runs=args.max_runs, level=level, seed=args.seed, **options)
+                       max_runs=args.max_runs, refits=args.refits, level=level, seed=args.seed, **options)
     print(plan.summary())
     costs = cost_table(plan.runs)
     if len(costs):

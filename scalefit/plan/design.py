@@ -6,19 +6,25 @@ The criterion is the planning variance of ``log L`` at the target ``(N*, D*)`` (
            parameter uncertainty         a new   extrapolation error
                                           run
 
-where ``F_θ(X) = Σ_x J_xᵀ J_x / σ²`` is the Fisher information of the design ``X`` (existing runs and the
-proposed ones) at parameters ``θ``, ``g = ∂ log L̂(N*, D*)/∂θ``, ``P`` a weak prior precision (so that an
-empty or rank-deficient design still has a finite criterion), the expectation is over draws of ``θ`` (the
-current fit's bootstrap draws, or a prior around a published law when there are no runs), ``σ`` the noise
-of log loss and ``d(X)`` the decades the target lies beyond the design (the larger of the N and D
-distances); ``κ`` is the extrapolation error per decade. This is Bayesian c-optimal design (Chaloner &
-Verdinelli 1995, *Statistical Science* 10(3), §2.2) with an extrapolation term.
+where ``F_θ(X) = Σ_x J_xᵀ J_x / σ_eff²`` is the information of the design ``X`` (existing runs and the
+proposed ones) for the fit's Huber M-estimator at parameters ``θ`` — its sandwich covariance
+``σ_eff² (JᵀJ)⁻¹``, ``σ_eff² = E ψ² / (E ψ')²`` (:mod:`scalefit.plan.refits`) —, ``g = ∂ log L̂(N*, D*)/∂θ``,
+``P`` a weak prior precision (so that an empty or rank-deficient design still has a finite criterion), the
+expectation is over draws of ``θ`` (the current fit's bootstrap draws, or a prior around a published law when
+there are no runs), ``σ`` the noise of log loss and ``d(X)`` the decades the target lies beyond the design as
+the fit's planning interval counts them (the largest of the N, D and C = 6ND distances,
+:func:`scalefit.fitting.extrapolation_distance`); ``κ`` is the extrapolation error per decade. This is
+Bayesian c-optimal design (Chaloner & Verdinelli 1995, *Statistical Science* 10(3), §2.2) with an
+extrapolation term.
 
 Selection is **greedy**: candidates are (size, tokens-per-parameter) pairs on a log grid; each step adds the
 affordable candidate with the largest reduction of ``V`` per ``cost^γ`` (``cost = 6ND`` FLOPs), until the
 budget is spent, no candidate reduces ``V`` by more than ``min_gain`` of itself, or ``max_runs`` is reached.
 One pass is made for each γ in :data:`COST_EXPONENTS` (γ = 0 buys the largest reduction, γ = 1 the largest
-reduction per FLOP) and the pass with the smallest final ``V`` is kept.
+reduction per FLOP). The passes' :data:`SHORTLIST` best distinct final designs are the shortlist: with
+``refits > 0`` their parameter part (and the naive grid's) is then measured by simulated refits with the
+engine itself (:func:`scalefit.plan.refits.simulated_refit_variance`), which the linearisation only
+approximates for ten runs and five parameters, and the design with the smallest measured ``V`` is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from scalefit.errors import ScalefitInputError
 from scalefit.fitting import FitResult
 from scalefit.laws import Chinchilla
 from scalefit.laws.base import Law
+from scalefit.plan.refits import DEFAULT_DELTA, huber_noise_factor, simulated_refit_variance
 from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, register
 
 #: Chinchilla's law as refitted by Besiroglu et al. (2024, Epoch AI), the prior centre when there are no runs.
@@ -49,6 +56,8 @@ DEFAULT_SIGMA = 0.01
 TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 #: Cost exponents γ of the greedy passes (0: largest reduction; 1: largest reduction per FLOP).
 COST_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Distinct pass results (best linearised ``V`` first) whose parameter part simulated refits measure.
+SHORTLIST = 2
 
 
 def _gradient_and_jacobian(law: Law, theta: np.ndarray, inputs: np.ndarray):
@@ -66,23 +75,34 @@ class DesignCriterion:
     sigma: float
     kappa: float
     prior_precision: np.ndarray  # (params,)
+    delta: float = DEFAULT_DELTA  # the fit's Huber threshold on log residuals
 
     def __post_init__(self) -> None:
         target = np.array([self.target], dtype=float)
         object.__setattr__(self, "_g", _gradient_and_jacobian(self.law, self.theta, target)[:, 0, :])
+        object.__setattr__(self, "_noise", self.sigma**2 * huber_noise_factor(self.sigma, self.delta))
 
     def information(self, design: np.ndarray) -> np.ndarray:
         """(draws, params, params) information of the points ``design`` (points, 2)."""
         if len(design) == 0:
             return np.zeros((len(self.theta), self.theta.shape[1], self.theta.shape[1]))
         jac = _gradient_and_jacobian(self.law, self.theta, np.asarray(design, dtype=float))
-        return np.einsum("spi,spj->sij", jac, jac) / self.sigma**2
+        return np.einsum("spi,spj->sij", jac, jac) / self._noise
+
+    @property
+    def noise_variance(self) -> float:
+        """``σ_eff²``: the per-run variance the Huber estimator's sandwich covariance scales ``(JᵀJ)⁻¹`` by."""
+        return float(self._noise)
 
     def distance(self, design: np.ndarray) -> float:
-        """Decades the target lies beyond the design in N or D (0 inside)."""
+        """Decades the target lies outside the design in N, D or C = 6ND, the largest of the three (0 inside),
+        as :func:`scalefit.fitting.extrapolation_distance` counts them for the fit's planning interval."""
         if len(design) == 0:
             return float(np.log10(self.target[0] * self.target[1]))  # nothing known: all of it is extrapolation
-        reach = np.log10(np.asarray(self.target) / np.asarray(design, dtype=float).max(axis=0))
+        design = np.asarray(design, dtype=float)
+        values = np.column_stack([design, 6.0 * design[:, 0] * design[:, 1]])
+        target = np.array([*self.target, 6.0 * self.target[0] * self.target[1]])
+        reach = np.maximum(np.log10(target / values.max(axis=0)), np.log10(values.min(axis=0) / target))
         return float(max(0.0, reach.max()))
 
     def parts(self, information: np.ndarray, distance: float) -> dict[str, float]:
@@ -102,14 +122,15 @@ class DesignPlan(Result):
     """Proposed runs, what they cost, and the planning interval they are expected to give at the target.
 
     ``runs`` has one row per proposed run (``params``, ``tokens``, ``tokens_per_param``, ``flops``,
-    ``gain``: its share of the reduction of ``V`` when added). ``before``/``after``/``naive`` hold the
-    variance parts of ``V`` for the existing runs, with the proposal, and for a naive grid of the same number
-    of runs and compute (log-spaced sizes at a fixed tokens-per-parameter ratio); ``*_width`` are the
-    corresponding planning-interval widths as a fraction of the predicted loss.
+    ``gain``: its share of the reduction of the linearised ``V`` when added). ``before``/``after``/``naive``
+    hold the variance parts of ``V`` for the existing runs, with the proposal, and for a naive grid of the same
+    number of runs and compute (log-spaced sizes at a fixed tokens-per-parameter ratio); ``*_width`` are the
+    corresponding planning-interval widths as a fraction of the predicted loss. ``method`` says how their
+    parameter part was obtained (simulated refits, or the linearised sandwich covariance).
     """
 
     kind = "plan"
-    schema_version = 1
+    schema_version = 2
 
     target: tuple[float, float]
     budget: float
@@ -125,6 +146,7 @@ class DesignPlan(Result):
     status: str = "ok"
     reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    method: str = "linearised (Huber sandwich)"
     params: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     draws: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -150,6 +172,7 @@ class DesignPlan(Result):
                           f"κ = {self.kappa:.3g} per decade beyond the data; prior: {self.prior})")),
             ("Selection", ("greedy: each step adds the run that narrows the interval most per cost^γ, "
                           "best of γ ∈ {0, ¼, ½, ¾, 1}")),
+            ("Parameter part", self.method),
             ("Width now", f"{_percent(self.width(self.before))} of the predicted loss"),
             ("With plan", _percent(self.width(self.after))),
             ("Naive grid", (f"{_percent(self.width(self.naive))} ({len(self.naive_runs)} runs, same compute, "
@@ -181,7 +204,7 @@ class DesignPlan(Result):
                            "naive": self.width(self.naive)},
                 "extrapolation_dominated": self.extrapolation_dominated, "prior": self.prior,
                 "sigma": self.sigma, "kappa": self.kappa, "level": self.level, "status": self.status,
-                "reasons": list(self.reasons), "notes": list(self.notes)}
+                "reasons": list(self.reasons), "notes": list(self.notes), "method": self.method}
 
     @classmethod
     def from_dict(cls, doc: dict) -> DesignPlan:
@@ -190,7 +213,8 @@ class DesignPlan(Result):
         naive = pd.DataFrame(doc["naive_runs"], columns=["params", "tokens", "tokens_per_param", "flops"]).astype(float)
         return cls(tuple(doc["target"]), float(doc["budget"]), runs, dict(doc["before"]), dict(doc["after"]),
                    dict(doc["naive"]), naive, doc["prior"], float(doc["sigma"]), float(doc["kappa"]),
-                   float(doc["level"]), doc["status"], tuple(doc["reasons"]), tuple(doc["notes"]))
+                   float(doc["level"]), doc["status"], tuple(doc["reasons"]), tuple(doc["notes"]),
+                   doc.get("method", "linearised (least squares)"))
 
 
 def _percent(width: float) -> str:
@@ -262,6 +286,17 @@ def _greedy(criterion: DesignCriterion, existing: np.ndarray, info: np.ndarray, 
     return chosen, gains, info, design, spent, current
 
 
+def _measured(criterion: DesignCriterion, design: np.ndarray, refits: int, seed: int) -> dict[str, float]:
+    """``V``'s parts for ``design`` with the parameter part measured by simulated refits (the linearised one
+    when the design cannot be refitted at all, e.g. fewer distinct points than parameters)."""
+    parts = criterion.parts(criterion.information(design), criterion.distance(design))
+    if len(np.unique(design, axis=0)) <= criterion.theta.shape[1]:
+        return parts
+    variance = simulated_refit_variance(criterion.law, design, criterion.theta, criterion.target, criterion.sigma,
+                                        refits, seed, criterion.delta)
+    return {**parts, "parameters": variance}
+
+
 def design_runs(
     target_params: float,
     target_tokens: float,
@@ -277,6 +312,8 @@ def design_runs(
     max_runs: int = 12,
     min_gain: float = 0.01,
     n_draws: int = 64,
+    refits: int = 16,
+    delta: float = DEFAULT_DELTA,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
 ) -> DesignPlan:
@@ -304,6 +341,12 @@ def design_runs(
         Candidate D/N ratios.
     max_runs, min_gain
         Stop after this many runs, or when the best candidate reduces ``V`` by less than ``min_gain`` of it.
+    refits
+        Simulated refits per shortlisted design (and for the naive grid and the existing runs) that measure
+        the parameter part of ``V``; 0 keeps the linearised sandwich covariance (fast, but it misjudges
+        designs that leave a direction of the parameters flat).
+    delta
+        The Huber threshold the fit will use (``scalefit.fitting.fit``'s ``delta``).
     """
     level = check_level(level)
     for name, value in (("target params", target_params), ("target tokens", target_tokens), ("budget", budget)):
@@ -329,7 +372,8 @@ def design_runs(
     existing = np.empty((0, 2)) if existing is None else existing[["params", "tokens"]].to_numpy(dtype=float)
     theta = law.to_fitted(draws)
     precision = np.array([1.0 / WEAK_PRIOR_SD[name] ** 2 for name in law.param_names])
-    criterion = DesignCriterion(law, theta, (float(target_params), float(target_tokens)), sigma, kappa, precision)
+    criterion = DesignCriterion(law, theta, (float(target_params), float(target_tokens)), sigma, kappa, precision,
+                                delta)
 
     if sizes is None:
         smallest = existing[:, 0].min() if len(existing) else target_params / 1e3
@@ -341,27 +385,44 @@ def design_runs(
     grid = np.array([(n, n * r) for n in sizes for r in tokens_per_param], dtype=float)
     cost = 6.0 * grid[:, 0] * grid[:, 1]
     grid_info = _gradient_and_jacobian(law, theta, grid)  # (draws, candidates, params)
-    candidate_info = np.einsum("sci,scj->csij", grid_info, grid_info) / sigma**2
+    candidate_info = np.einsum("sci,scj->csij", grid_info, grid_info) / criterion.noise_variance
 
     info0 = criterion.information(existing)
     before = criterion.parts(info0, criterion.distance(existing))
     # one greedy pass per cost exponent γ (score = reduction of V / cost^γ); keep the best final design
     passes = [_greedy(criterion, existing, info0, grid, cost, candidate_info, budget, max_runs, min_gain, gamma)
               for gamma in COST_EXPONENTS]
-    chosen, gains, info, design, spent, _ = min(passes, key=lambda p: p[-1])
-    after = criterion.parts(info, criterion.distance(design))
+    method = "linearised (Huber sandwich covariance at the draws)"
+    if refits > 0:  # the shortlist, measured with the estimator the fit uses
+        distinct = sorted({tuple(sorted(p[0])): p for p in passes}.values(), key=lambda p: p[-1])
+        shortlist = distinct[:SHORTLIST]
+        measured = [_measured(criterion, p[3], refits, seed) for p in shortlist]
+        best = int(np.argmin([sum(parts.values()) for parts in measured]))
+        chosen, gains, info, design, spent, _ = shortlist[best]
+        after = measured[best]
+        method = (f"simulated refits ({refits} data sets per design, refitted by the engine; the greedy steps "
+                  "use the linearised Huber sandwich covariance)")
+    else:
+        chosen, gains, info, design, spent, _ = min(passes, key=lambda p: p[-1])
+        after = criterion.parts(info, criterion.distance(design))
+    linear_reduction = sum(before.values()) - sum(criterion.parts(info, criterion.distance(design)).values())
     runs = pd.DataFrame({"params": grid[chosen, 0], "tokens": grid[chosen, 1],
                          "tokens_per_param": grid[chosen, 1] / grid[chosen, 0], "flops": cost[chosen],
-                         "gain": np.array(gains) / max(sum(before.values()) - sum(after.values()), 1e-300)})
+                         "gain": np.array(gains) / max(linear_reduction, 1e-300)})
     naive = naive_grid(len(chosen), spent, float(sizes[0]))
     naive_design = np.vstack([existing, naive[["params", "tokens"]].to_numpy()])
-    naive_parts = criterion.parts(criterion.information(naive_design), criterion.distance(naive_design))
+    if refits > 0 and len(chosen):
+        naive_parts = _measured(criterion, naive_design, refits, seed)
+        if len(existing):
+            before = _measured(criterion, existing, refits, seed)
+    else:
+        naive_parts = criterion.parts(criterion.information(naive_design), criterion.distance(naive_design))
 
     notes, reasons, status = [], (), "ok"
     if not chosen:
         status, reasons = "suspect", ("no affordable run narrows the interval: raise the budget or the target",)
     plan = DesignPlan((float(target_params), float(target_tokens)), float(budget), runs, before, after,
-                      naive_parts, naive, prior_text, sigma, kappa, level, status, reasons)
+                      naive_parts, naive, prior_text, sigma, kappa, level, status, reasons, method=method)
     if plan.extrapolation_dominated:
         notes.append("the interval is dominated by extrapolation distance: more small runs will not help; runs "
                      "closer to the target (or a backtest showing a smaller error per decade) will")
@@ -369,4 +430,4 @@ def design_runs(
                  f"{100 * plan.width(after):.3g} % of the predicted loss; the extrapolation part is "
                  f"{100 * after['extrapolation'] / sum(after.values()):.0f} % of its variance")
     return DesignPlan(plan.target, plan.budget, runs, before, after, naive_parts, naive, prior_text, sigma, kappa,
-                      level, status, reasons, tuple(notes))
+                      level, status, reasons, tuple(notes), method)
