@@ -101,7 +101,7 @@ def fit_rl(table: pd.DataFrame, *, x: str = "compute", metric: str = "pass_at_1"
     if not np.isfinite(result.params.to_numpy(dtype=float)).all() or result.n_converged == 0:
         failed.append(f"no usable optimum: {result.message}")
     elif not result.success:
-        suspect.append(f"the fit is suspect: {result.message}")
+        suspect.append(f"the optimiser did not accept the optimum: {result.message}")
     if bound:
         suspect.append(_SATURATION_NOTES[bound])
     segment = segment_length or default_segment_length(fitted["run_id"])
