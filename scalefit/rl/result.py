@@ -234,7 +234,8 @@ class RLFit(Result):
         by_variant = self.protocol["name"] == "holdout-largest"
         errors = self.heldout_error if by_variant else {"held-out": self.heldout_error}
         columns = ("rmse", "r2", "rel_error_end", "rel_error_end_max", "n_points")
-        return pd.DataFrame({name: {c: err[c] for c in columns} for name, err in errors.items()}).T
+        return pd.DataFrame.from_dict({name: {c: err[c] for c in columns} for name, err in errors.items()},
+                                      orient="index")
 
     def summary(self, level: float | None = None) -> Summary:
         """The law, estimates with intervals at ``level``, the per-size table, fit quality, the backtest."""
