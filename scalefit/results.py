@@ -20,6 +20,7 @@ registered with :func:`register` so that :func:`load_result` can read any saved 
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import math
 import warnings
@@ -139,6 +140,15 @@ class Summary:
 
 
 _REGISTRY: dict[str, type[Result]] = {}
+#: Where each kind is defined, so that :func:`load_result` finds a kind whose module is not imported yet
+#: (a name lookup, like an entry point: this module imports none of them).
+KIND_MODULES = {
+    "fit": "scalefit.fitting.result", "allocation": "scalefit.allocation", "backtest": "scalefit.backtest",
+    "rl": "scalefit.rl", "task-scaling": "scalefit.tasks.result", "plan": "scalefit.plan.design",
+    "identifiability": "scalefit.plan.identify", "hparam_laws": "scalefit.hyperparams.laws",
+    "hparam_optima": "scalefit.hyperparams.optima", "hparam_law": "scalefit.hyperparams.law_result",
+    "hparam_recommendation": "scalefit.hyperparams.recommend",
+}
 
 
 def register(cls: type[Result]) -> type[Result]:
@@ -238,6 +248,8 @@ def load_result(path: str | Path) -> Result:
     """Load any saved result, dispatching on its ``kind``."""
     doc = read_document(path)
     kind = doc.get("kind")
+    if kind not in _REGISTRY and kind in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[kind])
     if kind not in _REGISTRY:
         raise ScalefitInputError(f"{path}: unknown result kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[kind]._from_document(doc, path)

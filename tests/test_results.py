@@ -105,3 +105,28 @@ def test_percentile_interval_of_arrays_ignores_non_finite_draws():
     lo, hi = percentile_interval(draws, 0.5)
     assert lo[0] == pytest.approx(1.5) and hi[0] == pytest.approx(2.5)
     assert lo[1] == pytest.approx(5.0) and hi[1] == pytest.approx(5.0)
+
+
+def test_load_result_finds_every_kind_without_its_module_imported(tmp_path):
+    """A fresh interpreter that imports only scalefit.results loads a saved fit (kind looked up by name)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from scalefit.fitting import fit
+    from scalefit.laws import PowerLaw
+    from scalefit.results import _REGISTRY, KIND_MODULES
+
+    x = np.geomspace(1e6, 1e9, 12)
+    path = tmp_path / "fit.json"
+    fit(PowerLaw(), pd.DataFrame({"params": x, "loss": 1.5 + (3e5 / x) ** 0.3}), bootstrap=20).save(path)
+    code = (f"from scalefit.results import load_result; r = load_result({str(path)!r}); "
+            "print(type(r).__name__, round(float(r.params['E']), 3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["FitResult", "1.5"]
+    import scalefit.plan.design
+    import scalefit.rl  # noqa: F401  (registers rl)
+    ours = {kind: cls.__module__ for kind, cls in _REGISTRY.items() if cls.__module__.startswith("scalefit.")}
+    assert all(module.startswith(KIND_MODULES.get(kind, "?")) for kind, module in ours.items()), ours

@@ -79,6 +79,9 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--tie", metavar="A,B", help="fit two parameters as one, e.g. alpha,beta")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap refits for the intervals (default 1000; 0: none)")
+    parser.add_argument("--bootstrap-weights", choices=("bayesian", "multinomial"), default="bayesian",
+                        help="bayesian: continuous Exp(1) weights per run or point (default; calibrated for "
+                             "the near-L1 Huber fit); multinomial: resampling with replacement (Epoch's)")
     parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
                         help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
@@ -125,8 +128,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         load_input(args, keep="all" if args.points in ("all", "frontier") else "final"),  # final: loads fast
         law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest, budgets=args.budgets,
         loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
-        bootstrap=args.bootstrap, seed=args.seed, level=args.level, family=args.family,
-        **({} if args.isoflop_window is None
+        bootstrap=args.bootstrap, bootstrap_weights=args.bootstrap_weights, seed=args.seed, level=args.level,
+        family=args.family, **({} if args.isoflop_window is None
            else {"isoflop_window": None if args.isoflop_window == "all" else args.isoflop_window}),
     )
     print(study.summary())

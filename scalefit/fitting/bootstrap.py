@@ -1,7 +1,13 @@
-"""Bootstrap refits: resample points or whole runs, refit every replicate to convergence, take percentiles.
+"""Bootstrap refits: reweight points or whole runs, refit every replicate to convergence, take percentiles.
 
-A replicate is a vector of integer multiplicities (how many times each point was drawn), so a resampled
-fit is the original objective with those multiplicities as extra point weights; all replicates are
+A replicate is a vector of point weights, so a resampled fit is the original objective with those weights
+as extra point weights. Two weight schemes: ``"multinomial"``, Efron's bootstrap (integer multiplicities:
+how many times each point or run was drawn; Epoch's choice), and ``"bayesian"``, Rubin's (1981) Bayesian
+bootstrap (weights ``n·Dirichlet(1, …, 1)``, i.e. normalised Exp(1) draws), which is Jin, Ying & Wei's
+(2001) perturbation of the minimand for non-smooth objectives. With residuals larger than Huber's δ the
+fit is close to least absolute deviations, whose multinomial bootstrap is conservative (nominal 90 %
+intervals covered 94–95 % of synthetic truths, ``benchmarks/coverage.py``); the continuous weights move the
+estimate smoothly and are the default. All replicates are
 refitted together by :func:`~scalefit.fitting.optimiser.damped_gauss_newton`, each starting at the
 full-data optimum and stopping on the main fit's convergence test (Efron & Tibshirani 1993, ch. 6 and 13,
 for the percentile interval). A refit that has not converged then restarts from the main fit's other
@@ -13,6 +19,8 @@ says when that is the case, and the fit then reports its intervals as not identi
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -49,6 +57,29 @@ def resample_counts(
     codes, labels = pd.factorize(groups, sort=True)
     group_counts = rng.multinomial(len(labels), np.full(len(labels), 1.0 / len(labels)), size=n_draws)
     return group_counts[:, codes].astype(float)
+
+
+BOOTSTRAP_WEIGHTS = ("bayesian", "multinomial")
+
+
+def resample_weights(
+    n_points: int, n_draws: int, rng: np.random.Generator, groups: np.ndarray | None = None,
+    scheme: str = "bayesian",
+) -> np.ndarray:
+    """Point weights (draws, points) of bootstrap replicates under ``scheme`` (see the module docstring).
+
+    ``"multinomial"`` gives :func:`resample_counts`; ``"bayesian"`` gives every unit (point, or group when
+    ``groups`` is given) a weight ``Exp(1)`` normalised to a mean of 1 over the units, and every point of a
+    group its group's weight.
+    """
+    if scheme == "multinomial":
+        return resample_counts(n_points, n_draws, rng, groups)
+    if scheme != "bayesian":
+        raise ValueError(f"bootstrap weights must be one of {BOOTSTRAP_WEIGHTS}, not {scheme!r}")
+    codes, labels = (np.arange(n_points), np.arange(n_points)) if groups is None else pd.factorize(groups, sort=True)
+    unit_weights = rng.exponential(size=(n_draws, len(labels)))
+    unit_weights /= unit_weights.mean(axis=1, keepdims=True)
+    return unit_weights[:, codes]
 
 
 def refit_replicates(
@@ -93,26 +124,33 @@ def refit_replicates(
     return fits
 
 
-def identification_issue(counts: np.ndarray, units: int, unit_name: str, inputs: pd.DataFrame) -> str | None:
+def identification_issue(
+    counts: np.ndarray, units: int, unit_name: str, inputs: pd.DataFrame, scheme: str = "multinomial"
+) -> str | None:
     """Why a bootstrap cannot give an interval here, or None when it can.
 
     Parameters
     ----------
     counts
-        The replicates' multiplicities (draws, points).
+        The replicates' weights (draws, points).
     units
         Number of resampling units (runs for a run bootstrap, points for a point bootstrap).
     unit_name
         ``"run"`` or ``"point"``, for the message.
     inputs
         The law's input columns of the fitted points (one column for a power law, two for a joint law).
+    scheme
+        The weight scheme. Continuous (``"bayesian"``) weights make every replicate distinct, but over ``G``
+        units they still span only a ``G − 1``-dimensional family of fits: the count that decides is the
+        multinomial one, ``C(2G − 1, G)``.
 
     A bootstrap over ``G`` units has at most ``C(2G − 1, G)`` distinct replicates (3 for two runs, 10 for
     three): fewer than ``min(50, draws / 2)`` distinct replicates leave the percentile tails undefined. A
     joint law (two or more inputs) whose fitted points hold fewer than 3 distinct values of an input cannot
     separate that input's amplitude and exponent from E, whatever the resampling.
     """
-    distinct = len(np.unique(counts, axis=0))
+    distinct = (len(np.unique(counts, axis=0)) if scheme == "multinomial"
+                else min(len(counts), math.comb(2 * units - 1, units)))
     needed = min(MIN_DISTINCT_REPLICATES, len(counts) // 2)
     if distinct < needed:
         plural = "s" if units != 1 else ""

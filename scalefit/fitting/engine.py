@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError
-from scalefit.fitting.bootstrap import identification_issue, refit_replicates, resample_counts
+from scalefit.fitting.bootstrap import (
+    BOOTSTRAP_WEIGHTS,
+    identification_issue,
+    refit_replicates,
+    resample_weights,
+)
 from scalefit.fitting.extrapolation import fitted_ranges
 from scalefit.fitting.objective import LOSSES, Loss, Objective
 from scalefit.fitting.optimiser import MultiStart, OptimiserSettings, Polished, multistart, polish
@@ -30,6 +35,7 @@ def fit(
     starts: np.ndarray | pd.DataFrame | Mapping[str, Sequence[float]] | None = None,
     bootstrap: int = 1000,
     resample: str | None = None,
+    bootstrap_weights: str = "bayesian",
     seed: int = 0,
     flops_convention: str | None = None,
     settings: OptimiserSettings | None = None,
@@ -75,6 +81,10 @@ def fit(
     resample
         ``"run"`` (resample whole runs by ``run_id``) or ``"point"``. Default: ``"run"`` when ``data`` has
         a ``run_id`` column and some run has several rows, else ``"point"``.
+    bootstrap_weights
+        ``"bayesian"`` (Rubin's Bayesian bootstrap: continuous Exp(1) weights per unit, calibrated for this
+        near-L1 objective) or ``"multinomial"`` (Efron's resampling with replacement, as Epoch's
+        replication); see :mod:`scalefit.fitting.bootstrap`.
     seed
         Seed for the bootstrap (the same inputs give the same result).
     flops_convention
@@ -102,6 +112,8 @@ def fit(
         raise FitError(f"delta must be positive, not {delta!r}")
     if bootstrap < 0:
         raise FitError(f"bootstrap must be >= 0, not {bootstrap!r}")
+    if bootstrap_weights not in BOOTSTRAP_WEIGHTS:
+        raise FitError(f"bootstrap_weights must be one of {BOOTSTRAP_WEIGHTS}, not {bootstrap_weights!r}")
     settings = settings or OptimiserSettings()
     free = free_parameters(law, fix, tie)
     points = _validated_points(law, data, free)
@@ -127,13 +139,14 @@ def fit(
         rng = np.random.default_rng(seed)
         groups = points["run_id"].to_numpy() if by_run else None
         n_units = points["run_id"].nunique() if by_run else len(points)
-        counts = resample_counts(len(points), bootstrap, rng, groups)
+        counts = resample_weights(len(points), bootstrap, rng, groups, bootstrap_weights)
         refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
         draws = _reported_frame(law, free.expand(refits.z))
         draws["objective"] = refits.objective
         draws["converged"] = refits.converged
         interval_method = "bootstrap-run" if by_run else "bootstrap-point"
-        issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)])
+        issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)],
+                                     bootstrap_weights)
 
     params = _reported_frame(law, theta).iloc[0]
     residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
@@ -159,6 +172,7 @@ def fit(
         seed=seed,
         ranges=fitted_ranges(points),
         n_units=n_units,
+        bootstrap_weights=bootstrap_weights if bootstrap else "",
         interval_issue=issue,
         tied=tuple(name for name in free.names if "=" in name),
     )

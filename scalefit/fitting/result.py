@@ -94,6 +94,8 @@ class FitResult(Result):
         ``{column: (min, max)}`` of ``params``, ``tokens``, ``flops`` among the fitted points.
     n_units
         Resampling units of the bootstrap (runs or points).
+    bootstrap_weights
+        ``"bayesian"`` or ``"multinomial"`` (see :mod:`scalefit.fitting.bootstrap`); ``""`` without one.
     interval_issue
         Why the bootstrap cannot identify intervals (too few units, too few distinct refits, too few values
         of an input), or None. Intervals are then NaN and the result is suspect.
@@ -132,6 +134,7 @@ class FitResult(Result):
     seed: int = 0
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     n_units: int = 0
+    bootstrap_weights: str = "multinomial"
     interval_issue: str | None = None
     extrapolation_error: ExtrapolationError | None = None
     selection: dict | None = None
@@ -276,8 +279,9 @@ class FitResult(Result):
         if self.interval_method == "none":
             return "none (bootstrap=0)"
         converged = len(self.draws) - self.n_failed_refits
-        line = (f"{self.interval_method} over {self.n_units} units, {converged} of {len(self.draws)} refits "
-                f"converged ({self.n_failed_refits} failed); {level_label(level)}")
+        weights = f", {self.bootstrap_weights} weights" if self.bootstrap_weights else ""
+        line = (f"{self.interval_method}{weights} over {self.n_units} units, {converged} of {len(self.draws)} "
+                f"refits converged ({self.n_failed_refits} failed); {level_label(level)}")
         return line + (" — NOT IDENTIFIED" if self.interval_issue else "")
 
     def summary(self, level: float | None = None) -> Summary:
@@ -334,7 +338,7 @@ class FitResult(Result):
             "n_converged": self.n_converged, "n_best_basin": self.n_best_basin, "n_free": self.n_free,
             "fixed": self.fixed, "tied": list(self.tied), "seed": self.seed, "flops_convention": self.flops_convention,
             "ranges": {k: list(v) for k, v in self.ranges.items()},
-            "bootstrap": {"n_units": self.n_units, "n_refits": len(self.draws),
+            "bootstrap": {"n_units": self.n_units, "n_refits": len(self.draws), "weights": self.bootstrap_weights,
                           "n_failed": self.n_failed_refits},
             "residual_scale": float(np.sqrt(np.mean(self.residuals.to_numpy() ** 2))),
             "aic": self.aic(), "bic": self.bic(),
@@ -378,7 +382,8 @@ class FitResult(Result):
             residuals=pd.Series(doc["residuals"], dtype=float), flops_convention=doc.get("flops_convention"),
             n_free=int(doc["n_free"]), fixed=dict(doc.get("fixed") or {}), level=level,
             seed=int(doc.get("seed", 0)), ranges={k: tuple(v) for k, v in (doc.get("ranges") or {}).items()},
-            n_units=int(bootstrap.get("n_units", 0)), interval_issue=doc.get("interval_issue"),
+            n_units=int(bootstrap.get("n_units", 0)), bootstrap_weights=bootstrap.get("weights", "multinomial"),
+            interval_issue=doc.get("interval_issue"),
             extrapolation_error=None if error is None else ExtrapolationError.from_dict(error),
             selection=doc.get("selection"), notes=tuple(doc.get("fit_notes") or ()),
             tied=tuple(doc.get("tied") or ()),
