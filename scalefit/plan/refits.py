@@ -4,7 +4,7 @@
 ``σ`` of 1–2 %, most residuals lie beyond δ and the estimator is close to least absolute deviations, whose
 covariance is not the least-squares ``σ² (JᵀJ)⁻¹``. For an M-estimator with score ``ψ`` the asymptotic
 (sandwich, Godambe) covariance is ``H⁻¹ K H⁻¹`` with ``H = E[ψ'(ε)] JᵀJ`` and ``K = E[ψ(ε)²] JᵀJ`` (Huber &
-Ronchetti 2009, *Robust Statistics*, §7.6), that is ``σ_eff² (JᵀJ)⁻¹`` with
+Ronchetti 2009, *Robust Statistics*, 2nd ed., ch. 7), that is ``σ_eff² (JᵀJ)⁻¹`` with
 
     σ_eff² = E[ψ(ε)²] / E[ψ'(ε)]²
 
