@@ -255,6 +255,18 @@ def load_result(path: str | Path) -> Result:
     return _REGISTRY[kind]._from_document(doc, path)
 
 
+class ReasonedStatus:
+    """Mixin: ``status`` and ``reasons`` from the subclass's ``_reason_lists() -> (failed, suspect)``."""
+
+    @property
+    def status(self) -> str:
+        return status_from(*self._reason_lists())[0]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return status_from(*self._reason_lists())[1]
+
+
 def status_from(reasons_failed: Iterable[str] = (), reasons_suspect: Iterable[str] = ()) -> tuple[str, tuple]:
     """``(status, reasons)`` from the reasons that make a result failed or suspect (failed wins)."""
     failed, suspect = tuple(reasons_failed), tuple(reasons_suspect)

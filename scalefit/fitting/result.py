@@ -23,13 +23,13 @@ from scalefit.laws.base import Law
 from scalefit.results import (
     DEFAULT_LEVEL,
     STATUSES,
+    ReasonedStatus,
     Result,
     Summary,
     check_level,
     level_label,
     prediction_frame,
     register,
-    status_from,
 )
 
 #: More failed bootstrap refits than this share make the result suspect.
@@ -52,7 +52,7 @@ def law_from_spec(spec: Mapping) -> Law:
 
 @register
 @dataclass(frozen=True, eq=False)
-class FitResult(Result):
+class FitResult(ReasonedStatus, Result):
     """A fitted law: estimates, bootstrap draws, diagnostics, and predictions.
 
     Attributes
@@ -146,14 +146,6 @@ class FitResult(Result):
     def n_failed_refits(self) -> int:
         """Bootstrap refits that did not converge (after restarts)."""
         return int((~self.draws["converged"].astype(bool)).sum()) if len(self.draws) else 0
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return status_from(*self._reason_lists())[1]
-
-    @property
-    def status(self) -> str:
-        return status_from(*self._reason_lists())[0]
 
     def _reason_lists(self) -> tuple[list[str], list[str]]:
         failed = [] if self.success else [f"the fit did not converge: {self.message}"]

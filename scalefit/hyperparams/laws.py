@@ -25,6 +25,7 @@ from scalefit.hyperparams.optima import HparamOptima
 from scalefit.laws.hparam import HPARAM_LAWS, HparamPowerLaw
 from scalefit.results import (
     DEFAULT_LEVEL,
+    ReasonedStatus,
     Result,
     Summary,
     check_level,
@@ -46,7 +47,7 @@ FitOn = Literal["optima", "plateau"]
 
 @register
 @dataclass(frozen=True, eq=False)
-class HparamLaws(Result):
+class HparamLaws(ReasonedStatus, Result):
     """The LR and batch-size laws of one source (a fitted sweep or a published preset).
 
     ``laws`` maps law names to :class:`HparamLaw` (unidentified ones included, with status ``failed``);
@@ -94,20 +95,10 @@ class HparamLaws(Result):
         frames = [law.conf_int(level).rename(index=lambda p, n=name: f"{n}.{p}") for name, law in self.usable.items()]
         return pd.concat(frames) if frames else pd.DataFrame(columns=["lo", "hi"])
 
-    @property
-    def status(self) -> str:
-        return self._status()[0]
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return self._status()[1]
-
-    def _status(self) -> tuple[str, tuple]:
+    def _reason_lists(self) -> tuple[list[str], list[str]]:
         flagged = [f"{name} {'unidentified' if law.status == 'failed' else law.status}"
                    for name, law in self.laws.items() if law.status != "ok"]
-        if not self.usable:
-            return status_from(flagged or ("no identified law",))
-        return status_from((), flagged)
+        return (flagged or ["no identified law"], []) if not self.usable else ([], flagged)
 
     def recommend(self, params: float, tokens: float, **options):
         """Shortcut for :func:`scalefit.hyperparams.recommend` with these laws."""

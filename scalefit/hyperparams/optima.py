@@ -21,7 +21,15 @@ from scipy import stats
 from scalefit.errors import ScalefitInputError
 from scalefit.hyperparams.quadratic import HPARAM_AXES, QuadraticOptimum, quadratic_optimum
 from scalefit.hyperparams.records import frame_from_records, records
-from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, level_label, register, status_from
+from scalefit.results import (
+    DEFAULT_LEVEL,
+    ReasonedStatus,
+    Result,
+    Summary,
+    check_level,
+    level_label,
+    register,
+)
 
 DEFAULT_PLATEAU_TOLERANCE = 0.0025
 DEFAULT_DIVERGENCE_FACTOR = 1.5
@@ -37,7 +45,7 @@ _RUN_COLUMNS = ["run_id", "group", "params", "tokens", "flops", "lr", "batch_siz
 
 @register
 @dataclass(frozen=True, eq=False)
-class HparamOptima(Result):
+class HparamOptima(ReasonedStatus, Result):
     """Per-group optima of an LR (× batch-size) sweep.
 
     Attributes
@@ -103,21 +111,11 @@ class HparamOptima(Result):
             frame.loc[name] = [10 ** (centre - z * sd), 10 ** (centre + z * sd)]
         return frame
 
-    @property
-    def status(self) -> str:
-        return self._status()[0]
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return self._status()[1]
-
-    def _status(self) -> tuple[str, tuple]:
+    def _reason_lists(self) -> tuple[list[str], list[str]]:
         if not len(self.swept):
-            return status_from((f"no group tried {MIN_VALUES_SWEPT} or more LRs or batch sizes",))
+            return [f"no group tried {MIN_VALUES_SWEPT} or more LRs or batch sizes"], []
         located = self.swept["lr_located"] | self.swept["batch_size_located"]
-        if not located.any():
-            return status_from((), ("no swept group has its optimum inside the grid",))
-        return status_from()
+        return [], [] if located.any() else ["no swept group has its optimum inside the grid"]
 
     # -- views ----------------------------------------------------------------------------------------
     @property
