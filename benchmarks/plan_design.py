@@ -4,7 +4,7 @@ For each truth, target and budget: ``scalefit.plan.design_runs`` proposes runs (
 a user with a first fit would have; the shortlist measured by simulated refits); the naive grid has the same
 number of runs and the same compute (log-spaced sizes at 20 tokens per parameter). For each design, ``--seeds``
 data sets are simulated from the truth (log-normal noise σ = 1 %), the joint law is refitted by
-``scalefit.fitting.fit`` (Huber, ``--bootstrap`` run-resampling refits), and at the target we record:
+``scalefit.fitting.fit`` (Huber, ``--bootstrap`` refits with its default weights), and at the target we record:
 
 - ``mean w``: median width of the fit's 95 % interval of the mean, log(hi/lo) (NaN when the fit reports its
   intervals as not identified), and ``mean cov``: how often it covers the true loss (a missing interval covers
@@ -19,7 +19,7 @@ data sets are simulated from the truth (log-normal noise σ = 1 %), the joint la
 - ``model w``: the planner's own prediction of the 95 % planning width (parameters by simulated refits, a new
   run's noise, extrapolation), and ``model mean w`` its parameter part alone (an interval of the mean).
 
-Run by hand (about 10 minutes on two loaded cores)::
+Run by hand (7–9 minutes on two loaded cores)::
 
     python benchmarks/plan_design.py               # prints one row per (truth, target, budget, design)
     python benchmarks/plan_design.py --seeds 40
