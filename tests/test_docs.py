@@ -1,5 +1,6 @@
-"""The docs hold together: the CLI reference is the parsers' current --help, links resolve, the index lists
-every page, and the quickstart runs the README's own commands."""
+"""The docs hold together: the CLI reference is the parsers' current --help, the command outputs quoted in
+README and docs are what the code prints now, links resolve, the index lists every page, and the quickstart runs
+the README's own commands."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def test_cli_reference_is_generated_from_the_current_help():
     spec.loader.exec_module(module)
     assert (DOCS / "cli.md").read_text() == module.reference(), (
         "docs/cli.md is stale: run .venv/bin/python docs/make_cli_reference.py")
+
+
+def test_quoted_outputs_are_what_the_code_prints_now():
+    """Every ``<!-- example: CMD -->`` block (README's main job, the quickstart, plan --check) is regenerated."""
+    spec = importlib.util.spec_from_file_location("make_examples", DOCS / "make_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    quoted = [page for page in module.pages() if "<!-- example: " in page.read_text()]
+    assert {p.name for p in quoted} >= {"README.md", "quickstart.md", "planning.md"}
+    stale = module.regenerate(check=True)
+    assert not stale, f"stale quoted outputs {stale}: run .venv/bin/python docs/make_examples.py"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
