@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scalefit"
 # data → laws → fitting → analyses → outputs (design.md). A module may import its own layer or lower ones.
 LAYERS = {
     "errors": 0, "io": 0, "log": 0, "plausibility": 0, "points": 0, "readers": 0, "results": 0, "runs": 0,
-    "runs_validation": 0,
+    "runs_validation": 0, "flops": 0,
     "laws": 1,
     "fitting": 2,
     "allocation": 3, "backtest": 3, "hyperparams": 3, "rl": 3, "study": 3, "selection": 3, "plan": 3, "tasks": 3,
