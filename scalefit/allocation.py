@@ -22,6 +22,7 @@ import pandas as pd
 
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting.extrapolation import extrapolation_distance
+from scalefit.flops import tokens_for, training_flops
 from scalefit.points import points as choose_points
 from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, register
 
@@ -174,7 +175,7 @@ class AllocationResult(Result):
 
 def _compute(df: pd.DataFrame, convention: str) -> np.ndarray:
     if convention == "6ND":
-        return 6.0 * df["params"].to_numpy(float) * df["tokens"].to_numpy(float)
+        return training_flops(df["params"].to_numpy(float), df["tokens"].to_numpy(float))
     if convention == "table":
         return df["flops"].to_numpy(float)
     raise ValueError(f"unknown compute convention {convention!r}; use '6ND' or 'table'")
@@ -320,7 +321,7 @@ def _vertex(best: pd.DataFrame, c: float, window: int | None, convention: str) -
         return None, (f"budget C≈{c:.3g}: the parabola's minimum N={np.exp(x_opt):.3g} lies outside the sizes "
                       f"trained ({best['params'].min():.3g}–{best['params'].max():.3g}); excluded")
     # D at the vertex: C / 6N under 6ND; else read off the budget's own runs (log-log in N).
-    tokens_opt = (c / (6 * np.exp(x_opt)) if convention == "6ND"
+    tokens_opt = (tokens_for(c, np.exp(x_opt)) if convention == "6ND"
                   else float(np.exp(np.interp(x_opt, x, np.log(used["tokens"].to_numpy(float))))))
     return {"flops": c, "params_opt": float(np.exp(x_opt)), "tokens_opt": tokens_opt,
             "loss_opt": float(np.polyval([curvature, slope, intercept], x_opt)), "n_sizes": len(best),

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import RunsTableError
+from scalefit.flops import training_flops
 
 __all__ = ["LIMITS", "PlausibilityWarning", "check_runs"]
 
@@ -124,7 +125,7 @@ def _tokens_scale(ok: pd.DataFrame) -> str | None:
 def _flops_scale(ok: pd.DataFrame) -> str | None:
     if "flops" not in ok or len(ok) == 0:
         return None
-    ratio = float(np.median(ok["flops"].to_numpy(float) / (6.0 * ok["params"] * ok["tokens"]).to_numpy(float)))
+    ratio = float(np.median(ok["flops"].to_numpy(float) / training_flops(ok["params"], ok["tokens"]).to_numpy(float)))
     if ratio > FLOPS_RATIO or ratio < 1.0 / FLOPS_RATIO:
         return (f"flops are {ratio:.3g} x 6*params*tokens (median); one of the three columns is in another unit "
                 "(thousands, millions, billions?); fix it, or drop the flops column to derive it")

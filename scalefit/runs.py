@@ -54,6 +54,7 @@ import pandas as pd
 
 from scalefit import readers
 from scalefit.errors import RunsTableError
+from scalefit.flops import training_flops
 from scalefit.io import atomic_write
 from scalefit.plausibility import check_runs
 from scalefit.points import (  # which points an analysis uses: one front door (scalefit.points)
@@ -154,7 +155,7 @@ def derive_flops(
 
     ``6ND``
         ``6 * N * D``: 2 FLOPs per parameter per token forward, 4 backward (Kaplan et al. 2020, eq. 2.2
-        without the context term; Hoffmann et al. 2022).
+        without the context term; Hoffmann et al. 2022); :func:`scalefit.flops.training_flops`.
     ``6ND+attn``
         ``6 * N * D + 12 * n_layers * d_model * seq_len * D``: adds the attention matmuls that ``N`` does
         not see, the scores ``Q K^T`` and the weighted values ``A V``, each ``2 * seq_len * d_model``
@@ -165,13 +166,13 @@ def derive_flops(
     n = np.asarray(params, dtype=float)
     d = np.asarray(tokens, dtype=float)
     if convention == "6ND":
-        return 6.0 * n * d
+        return training_flops(n, d)
     if convention == "6ND+attn":
         if n_layers is None or d_model is None or seq_len is None:
             raise RunsTableError("the 6ND+attn FLOPs convention needs n_layers, d_model and seq_len.")
         shape = (np.asarray(n_layers, dtype=float) * np.asarray(d_model, dtype=float)
                  * np.asarray(seq_len, dtype=float))
-        return 6.0 * n * d + 12.0 * shape * d
+        return training_flops(n, d) + 12.0 * shape * d
     raise RunsTableError(
         f"unknown FLOPs convention {convention!r}; choose one of {', '.join(FLOPS_CONVENTIONS)}."
     )

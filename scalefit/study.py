@@ -39,6 +39,7 @@ from scalefit.allocation import (
 from scalefit.backtest import Backtest, backtest
 from scalefit.errors import FitError, ScalefitInputError
 from scalefit.fitting import FitResult, fit
+from scalefit.flops import training_flops
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law
@@ -114,7 +115,7 @@ def select_points(runs: pd.DataFrame, points: str = "tuned",
 
 def default_budgets(points: pd.DataFrame) -> np.ndarray:
     """Compute budgets for the allocation table: the data's own 6ND range, then 10×, 100× and 1000× beyond."""
-    c = 6.0 * points["params"] * points["tokens"]
+    c = training_flops(points["params"], points["tokens"])
     lo, hi = math.floor(np.log10(c.min())), math.ceil(np.log10(c.max()))
     return 10.0 ** np.arange(lo, hi + 4)
 

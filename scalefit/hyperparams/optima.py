@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from scalefit.errors import ScalefitInputError
+from scalefit.flops import training_flops
 from scalefit.hyperparams.quadratic import HPARAM_AXES, QuadraticOptimum, quadratic_optimum
 from scalefit.hyperparams.records import frame_from_records, records
 from scalefit.results import (
@@ -252,7 +253,7 @@ def locate_optima(
     if "batch_size" not in table.columns:
         table["batch_size"] = np.nan
     if "flops" not in table.columns:
-        table["flops"] = 6.0 * table["params"] * table["tokens"]
+        table["flops"] = training_flops(table["params"], table["tokens"])
     if "run_id" not in table.columns:
         table["run_id"] = [f"row{k}" for k in range(len(table))]
     for column in ("params", "tokens", "loss", "lr", "batch_size", "flops"):

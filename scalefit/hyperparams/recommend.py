@@ -12,6 +12,7 @@ import pandas as pd
 
 from scalefit.errors import ScalefitInputError
 from scalefit.fitting.extrapolation import WARN_DECADES
+from scalefit.flops import training_flops
 from scalefit.hyperparams.law_result import HparamLaw, log_prediction_frame
 from scalefit.hyperparams.laws import HparamLaws
 from scalefit.hyperparams.presets import preset_laws
@@ -290,7 +291,7 @@ def recommend(
         laws = preset_laws(laws, level=level)
     if not (params > 0 and tokens > 0):
         raise ScalefitInputError(f"params and tokens must be positive, got N={params}, D={tokens}")
-    flops = 6.0 * params * tokens if flops is None else flops
+    flops = training_flops(params, tokens) if flops is None else flops
     values = {"params": params, "tokens": tokens, "flops": flops}
     warnings: list[str] = []
     lr_law = _first_law(laws, ("lr_vs_N_D", "lr_vs_C"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
+from scalefit.flops import training_flops
 
 STEPLAW_SEQ_LEN = 2048
 
@@ -63,7 +64,7 @@ def read_steplaw_csv(path: str | Path, *, smoothed: bool = True) -> pd.DataFrame
         "batch_size": raw["bs"].astype(float) * STEPLAW_SEQ_LEN,
         "seq_len": STEPLAW_SEQ_LEN,
         "step": raw["ti"].astype(int),
-        "flops": 6.0 * params * tokens,
+        "flops": training_flops(params, tokens),
         "flops_convention": "6ND",
     })
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import FLOPS_PER_PARAM_TOKEN
 from scalefit.laws.base import Law, Parameter, log_sum_exp
 
 _AMPLITUDE_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
@@ -87,6 +88,6 @@ class Chinchilla(Law):
         )
         total = alpha + beta
         scale = (alpha * big_a / (beta * big_b)) ** (1.0 / total)
-        n_opt = scale * (budget / 6.0) ** (beta / total)
-        d_opt = (budget / 6.0) ** (alpha / total) / scale
+        n_opt = scale * (budget / FLOPS_PER_PARAM_TOKEN) ** (beta / total)
+        d_opt = (budget / FLOPS_PER_PARAM_TOKEN) ** (alpha / total) / scale
         return pd.DataFrame({"flops": budget, "params": n_opt, "tokens": d_opt, "tokens_per_param": d_opt / n_opt})

@@ -38,6 +38,7 @@ from scipy import stats
 
 from scalefit.errors import ScalefitInputError
 from scalefit.fitting import FitResult
+from scalefit.flops import FLOPS_PER_PARAM_TOKEN, params_for, training_flops
 from scalefit.laws import Chinchilla
 from scalefit.laws.base import Law
 from scalefit.plan.refits import DEFAULT_DELTA, huber_noise_factor, simulated_refit_variance
@@ -100,8 +101,8 @@ class DesignCriterion:
         if len(design) == 0:
             return float(np.log10(self.target[0] * self.target[1]))  # nothing known: all of it is extrapolation
         design = np.asarray(design, dtype=float)
-        values = np.column_stack([design, 6.0 * design[:, 0] * design[:, 1]])
-        target = np.array([*self.target, 6.0 * self.target[0] * self.target[1]])
+        values = np.column_stack([design, training_flops(design[:, 0], design[:, 1])])
+        target = np.array([*self.target, training_flops(*self.target)])
         reach = np.maximum(np.log10(target / values.max(axis=0)), np.log10(values.min(axis=0) / target))
         return float(max(0.0, reach.max()))
 
@@ -166,7 +167,7 @@ class DesignPlan(Result):
         pct = f"{100 * self.level:g} %"
         header = [
             ("Target", (f"N = {self.target[0]:.3g}, D = {self.target[1]:.3g} (C = 6ND = "
-                       f"{6 * self.target[0] * self.target[1]:.3g} FLOP)")),
+                       f"{training_flops(*self.target):.3g} FLOP)")),
             ("Budget", f"{self.budget:.3g} FLOP; proposed runs use {self.runs['flops'].sum():.3g}"),
             ("Criterion", (f"{pct} planning interval of L at the target (σ = {self.sigma:.3g} per run, "
                           f"κ = {self.kappa:.3g} per decade beyond the data; prior: {self.prior})")),
@@ -244,7 +245,7 @@ def naive_grid(n_runs: int, compute: float, smallest: float, tokens_per_param: f
 
     def total(largest: float) -> float:
         sizes = np.geomspace(smallest, largest, n_runs)
-        return float(np.sum(6.0 * tokens_per_param * sizes**2))
+        return float(np.sum(FLOPS_PER_PARAM_TOKEN * tokens_per_param * sizes**2))  # 6ND with D = r N
 
     lo, hi = smallest, smallest * 1e6
     for _ in range(200):  # bisection in log space: total() increases with the largest size
@@ -252,10 +253,10 @@ def naive_grid(n_runs: int, compute: float, smallest: float, tokens_per_param: f
         lo, hi = (mid, hi) if total(mid) < compute else (lo, mid)
     sizes = np.geomspace(smallest, np.sqrt(lo * hi), n_runs) if n_runs > 1 else np.array([np.sqrt(lo * hi)])
     if n_runs == 1:
-        sizes = np.array([np.sqrt(compute / (6.0 * tokens_per_param))])
+        sizes = np.array([params_for(compute, tokens_per_param)])
     tokens = tokens_per_param * sizes
     return pd.DataFrame({"params": sizes, "tokens": tokens, "tokens_per_param": tokens_per_param,
-                         "flops": 6.0 * sizes * tokens})
+                         "flops": training_flops(sizes, tokens)})
 
 
 def _greedy(criterion: DesignCriterion, existing: np.ndarray, info: np.ndarray, grid: np.ndarray, cost: np.ndarray,
@@ -377,13 +378,13 @@ def design_runs(
 
     if sizes is None:
         smallest = existing[:, 0].min() if len(existing) else target_params / 1e3
-        largest = min(target_params, np.sqrt(budget / (6.0 * min(tokens_per_param))))
+        largest = min(target_params, params_for(budget, min(tokens_per_param)))
         if largest <= smallest:
             raise ScalefitInputError(f"a budget of {budget:.3g} FLOP cannot afford a run larger than the smallest "
                                      f"existing size ({smallest:.3g} parameters); raise --budget")
         sizes = np.geomspace(smallest, largest, max(2, int(np.ceil(4 * np.log10(largest / smallest))) + 1))
     grid = np.array([(n, n * r) for n in sizes for r in tokens_per_param], dtype=float)
-    cost = 6.0 * grid[:, 0] * grid[:, 1]
+    cost = training_flops(grid[:, 0], grid[:, 1])
     grid_info = _gradient_and_jacobian(law, theta, grid)  # (draws, candidates, params)
     candidate_info = np.einsum("sci,scj->csij", grid_info, grid_info) / criterion.noise_variance
 

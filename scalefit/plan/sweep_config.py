@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import training_flops
+
 #: Training throughput of the CPU runner, one thread per run (shared/notes/cpu-runner-facts.md, 2-core x86-64,
 #: torch 2.13 CPU, fp32, T = 128): non-embedding parameters → tokens/s.
 CPU_THROUGHPUT = ((9_440, 119e3), (49_728, 58e3), (197_760, 23e3), (985_856, 7.5e3), (3_102_336, 2.6e3))
@@ -99,6 +101,6 @@ def cost_table(runs: pd.DataFrame, peak_flops: float = GPU_PEAK_FLOPS, mfu: floa
         d_model, n_layers = runner_shape(row.params)
         n = runner_params(d_model, n_layers)
         rows.append({"shape": f"d{d_model}l{n_layers}", "params": n, "tokens": row.tokens,
-                     "flops": 6.0 * n * row.tokens, "cpu_hours": cpu_hours(n, row.tokens),
-                     "gpu_hours": gpu_hours(6.0 * n * row.tokens, peak_flops, mfu)})
+                     "flops": training_flops(n, row.tokens), "cpu_hours": cpu_hours(n, row.tokens),
+                     "gpu_hours": gpu_hours(training_flops(n, row.tokens), peak_flops, mfu)})
     return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scalefit.flops import training_flops
 from scalefit.plots.base import (
     _LABELS,
     CONFIDENCE_ALPHA,
@@ -228,8 +229,8 @@ def plot_predictions(result, targets, ax=None):
     _require_data(result)
     fig, ax = _new_axes(ax, figsize=(5.6, 3.8))
     data = result.data
-    compute = 6.0 * data["params"] * data["tokens"]
-    target_compute = 6.0 * targets["params"] * targets["tokens"]
+    compute = training_flops(data["params"], data["tokens"])
+    target_compute = training_flops(targets["params"], targets["tokens"])
     norm = _log_norm(pd.concat([data["params"], targets["params"]]))
     cmap = _cmap()
     ax.scatter(compute, data["loss"], c=cmap(norm(data["params"])), s=14, edgecolors="white", linewidths=0.4,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scalefit.flops import tokens_for, training_flops
 from scalefit.plots.base import (
     _LABELS,
     _PARAM_LABELS,
@@ -44,7 +45,7 @@ def _law_frame(against: str, grid, other: str | None, value: float | None):
     import pandas as pd
 
     if against == "flops" and other == "params":
-        return pd.DataFrame({"params": value, "tokens": grid / (6.0 * value)})
+        return pd.DataFrame({"params": value, "tokens": tokens_for(grid, value)})
     frame = pd.DataFrame({against: grid})
     if other is not None:
         frame[other] = value
@@ -83,7 +84,7 @@ def _draw_fit(ax, result, against, interval, heldout, extend, n_groups):
         held = heldout.rename(columns={"actual": "loss"})[[*law.inputs, "loss"]].assign(held=True)
         points = pd.concat([points, held], ignore_index=True)
     if joint:
-        points["flops"] = 6.0 * points["params"] * points["tokens"]
+        points["flops"] = training_flops(points["params"], points["tokens"])
     converged = len(result.draws) and result.draws["converged"].any()
     kinds = ()
     if converged and interval is not None:

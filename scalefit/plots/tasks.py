@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scalefit.flops import training_flops
 from scalefit.plots.base import (
     _LABELS,
     CONFIDENCE_ALPHA,
@@ -101,7 +102,7 @@ def plot_task_chain(result, task: str, ax=None):
     share = np.linspace(0.0, 1.0, 80)
     path = pd.DataFrame({"params": np.exp(np.log(start["params"]) * (1 - share) + np.log(target["params"]) * share),
                          "tokens": np.exp(np.log(start["tokens"]) * (1 - share) + np.log(target["tokens"]) * share)})
-    flops = 6.0 * path["params"] * path["tokens"]
+    flops = training_flops(path["params"], path["tokens"])
     ax.plot(flops, result.accuracy_at(task, result.intermediate_at(task, path))[0], color=PALETTE[0], lw=1.5,
             label="chained curve")
     frame = result.prediction().xs((task, "two-step"), level=("task", "method"))

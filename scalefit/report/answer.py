@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from scalefit.flops import training_flops
 from scalefit.io import json_safe
 from scalefit.report.document import Section, Table, _g, _records
 from scalefit.study import RunsFit
@@ -21,7 +22,7 @@ def answer_section(study: RunsFit, target: tuple[float, float], hparams: dict | 
     r = study.result
     pct = f"{100 * r.level:g} %"
     n, d = target
-    c = 6.0 * n * d
+    c = training_flops(n, d)
     frame = r.predict(pd.DataFrame({"params": [n], "tokens": [d]}))
     row = frame.iloc[0]
     ranges = {"params": study.points["params"].max(), "tokens": study.points["tokens"].max()}

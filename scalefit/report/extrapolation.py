@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import training_flops
 from scalefit.report.document import Figure, Section, Table, _png
 from scalefit.study import RunsFit
 
@@ -26,7 +27,7 @@ def _optimal_tokens(result, params: float) -> float:
     from scalefit.laws import Chinchilla
 
     p = result.params
-    scale = float(Chinchilla.optimal_allocation(p, 6.0)["params"].iloc[0])  # N_opt at C/6 = 1
+    scale = float(Chinchilla.optimal_allocation(p, training_flops(1.0, 1.0))["params"].iloc[0])  # N_opt at N·D = C/6 = 1
     exponent = p["beta"] / (p["alpha"] + p["beta"])
     return float((params / scale) ** (1.0 / exponent) / params)
 
@@ -49,7 +50,7 @@ def target_table(study: RunsFit, targets) -> pd.DataFrame:
         confidence = prediction = r.predict(frame, interval=None).assign(lo=math.nan, hi=math.nan)
     n_max, d_max = study.points["params"].max(), study.points["tokens"].max()
     return frame.assign(
-        flops=6.0 * frame["params"] * frame["tokens"], tokens_per_param=frame["tokens"] / frame["params"],
+        flops=training_flops(frame["params"], frame["tokens"]), tokens_per_param=frame["tokens"] / frame["params"],
         loss=confidence["mean"], mean_lo=confidence["lo"], mean_hi=confidence["hi"],
         run_lo=prediction["lo"], run_hi=prediction["hi"],
         N_beyond_decades=np.maximum(np.log10(frame["params"] / n_max), 0.0),

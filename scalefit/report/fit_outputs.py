@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scalefit.flops import training_flops
 from scalefit.io import write_json
 from scalefit.report.document import _markdown_table, _md
 from scalefit.study import RunsFit
@@ -63,7 +64,7 @@ def write_fit_outputs(study: RunsFit, out: str | Path) -> dict[str, Path]:
     if study.backtest is not None:
         images["backtest"] = plots.plot_backtest(study.backtest)
     if study.allocation is not None:
-        compute = 6.0 * study.points["params"] * study.points["tokens"]
+        compute = training_flops(study.points["params"], study.points["tokens"])
         images["allocation"] = plots.plot_frontier(study.allocation, study.approaches,
                                                    data_range=(compute.min(), compute.max()))
     for name, figure in images.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import training_flops
 from scalefit.report.document import Figure, Section, Table, _g, _png, _sentence
 from scalefit.study import RunsFit
 
@@ -19,7 +20,7 @@ def frontier_section(study: RunsFit) -> Section:
     from scalefit.plots import plot_frontier, plot_isoflops
 
     allocation = study.allocation  # None when the joint law failed: Approaches 1 and 2 are shown alone
-    compute = 6.0 * study.points["params"] * study.points["tokens"]
+    compute = training_flops(study.points["params"], study.points["tokens"])
     pct = f"{100 * (study.result.level if allocation is None else allocation.level):.0f}%"
     exponents, tables = [], []
     if allocation is not None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError, ScalefitInputError
+from scalefit.flops import training_flops
 from scalefit.points import points as choose_points
 from scalefit.results import DEFAULT_LEVEL, check_level, percentile_interval, status_from
 from scalefit.tasks import table as tt
@@ -26,7 +27,7 @@ def targets_frame(params: float | Sequence[float], tokens: float | Sequence[floa
         raise ScalefitInputError("give one --predict-tokens per --predict-params, or one for all") from None
     if not (np.isfinite(n).all() and np.isfinite(d).all() and (n > 0).all() and (d > 0).all()):
         raise ScalefitInputError("target params and tokens must be finite numbers > 0")
-    return pd.DataFrame({"params": n, "tokens": d, "flops": 6.0 * n * d})
+    return pd.DataFrame({"params": n, "tokens": d, "flops": training_flops(n, d)})
 
 
 def intermediate_values(frame: pd.DataFrame, task: str, kind: str, reference: str | None) -> pd.Series:
@@ -111,7 +112,7 @@ def fit_task_scaling(
     names = tt.select_tasks(frame, list(tasks) if tasks else None, source)
     reference = perplexity_task(frame, intermediate_task) if intermediate == "ppl" else None
     chances = tt.chance_levels(frame, names, chance)
-    base = frame[["run_id", "params", "tokens"]].assign(flops=6.0 * frame["params"] * frame["tokens"])
+    base = frame[["run_id", "params", "tokens"]].assign(flops=training_flops(frame["params"], frame["tokens"]))
     fits = _Fits(step1, bootstrap, seed, min_fraction)
 
     params, draws, predictions, rows, all_points, failed, suspect = {}, {}, {}, {}, [], [], []
@@ -244,7 +245,7 @@ def _backtest(fits: _Fits, points: pd.DataFrame, key: str, floor: float | None, 
     largest = points[points["params"] == sizes[-1]]
     final = choose_points(largest, "final", status=None, split=None)
     target = pd.DataFrame({"params": [sizes[-1]], "tokens": [final["tokens"].median()]})
-    target["flops"] = 6.0 * target["params"] * target["tokens"]
+    target["flops"] = training_flops(target["params"], target["tokens"])
     actual = float(final["acc"].mean())
     try:
         held = fits.chain(points[points["params"] < sizes[-1]], f"{key}-backtest", floor, target)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import training_flops
 from scalefit.results import (
     DEFAULT_LEVEL,
     Result,
@@ -124,7 +125,7 @@ class TaskScalingResult(Result):
 
     def intermediate_at(self, task: str, frame: pd.DataFrame, draws: bool = False) -> np.ndarray:
         """Step 1 at ``frame`` (params, tokens[, flops]): (1 or draws, points)."""
-        frame = frame.assign(flops=6.0 * frame["params"] * frame["tokens"]) if "flops" not in frame else frame
+        frame = frame.assign(flops=training_flops(frame["params"], frame["tokens"])) if "flops" not in frame else frame
         source = self.draws if draws else self.params
         return law_values(step1_law(self.step1_law), self._step_params(self.step1_prefix(task), source), frame)
 
