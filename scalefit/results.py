@@ -126,7 +126,7 @@ class Summary:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        status = ""
+        status = "<p style='color:#070'><strong>OK</strong></p>"
         if self.status != "ok":
             status = (f"<p style='color:#b00'><strong>{esc(self.status.upper())}</strong>: "
                       f"{esc('; '.join(self.reasons))}</p>")

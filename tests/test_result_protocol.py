@@ -206,7 +206,7 @@ def test_summary_and_result_render_html_with_the_status(kind_and_result):
     for page in (summary._repr_html_(), result._repr_html_()):
         assert page.startswith("<div>") and html.escape(summary.title) in page
         if result.status == "ok":
-            assert "SUSPECT" not in page and "FAILED" not in page
+            assert "<strong>OK</strong>" in page and "SUSPECT" not in page and "FAILED" not in page
         else:
             assert f"<strong>{result.status.upper()}</strong>" in page
 
