@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from scalefit.flops import training_flops
+
 #: Inputs whose fitted ranges are recorded (when the points have them).
 RANGE_COLUMNS = ("params", "tokens", "flops")
 #: Predictions further than this many decades beyond the data get a warning.
@@ -31,7 +33,7 @@ def fitted_ranges(points: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """
     columns = {c: points[c].to_numpy(float) for c in RANGE_COLUMNS if c in points.columns}
     if "flops" not in columns and {"params", "tokens"} <= set(columns):
-        columns["flops"] = 6.0 * columns["params"] * columns["tokens"]
+        columns["flops"] = training_flops(columns["params"], columns["tokens"])
     return {name: (float(np.min(v)), float(np.max(v))) for name, v in columns.items() if len(v)}
 
 
@@ -57,7 +59,7 @@ def extrapolation_distance(fit_or_ranges, X: pd.DataFrame | Mapping[str, object]
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame({k: np.atleast_1d(v) for k, v in X.items()})
     values = {c: frame[c].to_numpy(float) for c in RANGE_COLUMNS if c in frame.columns}
     if "flops" not in values and {"params", "tokens"} <= set(values):
-        values["flops"] = 6.0 * values["params"] * values["tokens"]
+        values["flops"] = training_flops(values["params"], values["tokens"])
     out = pd.DataFrame(index=frame.index)
     for column, x in values.items():
         if column in ranges:
