@@ -276,3 +276,32 @@ def test_cli_plan_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(["plan", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_exchanges_reach_the_exhaustive_optimum_that_greedy_passes_miss():
+    """Six runs from 15 candidates (5 sizes × 3 ratios) under a budget: the best of all 5005 affordable subsets by
+    the linearised criterion, found by enumeration; every greedy pass stops ≥ 15 % above it (γ = 0: 18 %,
+    γ = 1: 20×), and Fedorov exchanges from each pass reach it exactly."""
+    from itertools import combinations
+
+    from scalefit.flops import training_flops
+    from scalefit.plan.search import SearchSpace, exchange, greedy_pass
+
+    target = (1e7, 2e9)
+    criterion = _criterion(target)
+    grid = _ladder(np.geomspace(1e4, 1e6, 5), [5, 40, 320])
+    cost = training_flops(grid[:, 0], grid[:, 1])
+    budget = 1e-2 * training_flops(*target)
+    jacobian = np.moveaxis(LAW.log_predict_jacobian(criterion.theta, grid)[1], 0, -1)
+    information = np.einsum("sci,scj->csij", jacobian, jacobian) / criterion.noise_variance
+    nothing = np.empty((0, 2))
+    space = SearchSpace(criterion, nothing, criterion.information(nothing), grid, cost, information, budget)
+    best = min((space.candidate(subset, "enumeration") for subset in combinations(range(len(grid)), 6)
+                if cost[list(subset)].sum() <= budget), key=lambda found: found.variance)
+    for gamma in (0.0, 0.5, 1.0):
+        greedy = greedy_pass(space, 6, 0.0, gamma)
+        exchanged = exchange(space, greedy)
+        assert greedy.variance > 1.15 * best.variance
+        assert exchanged.spent <= budget
+        assert sorted(exchanged.chosen) == sorted(best.chosen)
+        assert exchanged.variance == pytest.approx(best.variance, rel=1e-9)

@@ -1,4 +1,4 @@
-"""Which runs to train next: a greedy design that narrows the planning interval at a target run.
+"""Which runs to train next: a searched design that narrows the planning interval at a target run.
 
 The criterion is the planning variance of ``log L`` at the target ``(N*, D*)`` (see docs/planning.md)::
 
@@ -17,14 +17,17 @@ the fit's planning interval counts them (the largest of the N, D and C = 6ND dis
 Bayesian c-optimal design (Chaloner & Verdinelli 1995, *Statistical Science* 10(3), §2.2) with an
 extrapolation term.
 
-Selection is **greedy**: candidates are (size, tokens-per-parameter) pairs on a log grid; each step adds the
-affordable candidate with the largest reduction of ``V`` per ``cost^γ`` (``cost = 6ND`` FLOPs), until the
-budget is spent, no candidate reduces ``V`` by more than ``min_gain`` of itself, or ``max_runs`` is reached.
-One pass is made for each γ in :data:`COST_EXPONENTS` (γ = 0 buys the largest reduction, γ = 1 the largest
-reduction per FLOP). The passes' :data:`SHORTLIST` best distinct final designs are the shortlist: with
-``refits > 0`` their parameter part (and the naive grid's) is then measured by simulated refits with the
-engine itself (:func:`scalefit.plan.refits.simulated_refit_variance`), which the linearisation only
-approximates for ten runs and five parameters, and the design with the smallest measured ``V`` is kept.
+Selection (:mod:`scalefit.plan.search`): candidates are (size, tokens-per-parameter) pairs on a log grid. One
+**greedy** pass is made for each γ in :data:`COST_EXPONENTS`: each step adds the affordable candidate with the
+largest reduction of ``V`` per ``cost^γ`` (``cost = 6ND`` FLOPs; γ = 0 buys the largest reduction, γ = 1 the
+largest reduction per FLOP), until the budget is spent, no candidate reduces ``V`` by more than ``min_gain`` of
+itself, or ``max_runs`` is reached. Each pass's design is then improved by Fedorov **exchanges** (swap one
+proposed run for another affordable candidate while ``V`` falls). The :data:`SHORTLIST` best distinct designs
+by the linearised ``V`` (of those whose linearised parameter part is within :data:`SHORTLIST_FACTOR` of the
+best) are the shortlist: with ``refits > 0`` their parameter part (and the naive grid's) is
+measured by simulated refits with the engine itself (:func:`scalefit.plan.refits.simulated_refit_variance`,
+the same simulated data sets for every design), which the linearisation only approximates for ten runs and
+five parameters, and the design with the smallest measured ``V`` is kept.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from scalefit.flops import FLOPS_PER_PARAM_TOKEN, params_for, training_flops
 from scalefit.laws import Chinchilla
 from scalefit.laws.base import Law
 from scalefit.plan.refits import DEFAULT_DELTA, huber_noise_factor, simulated_refit_variance
+from scalefit.plan.search import SearchSpace, exchange, greedy_pass, sequential_gains
 from scalefit.results import DEFAULT_LEVEL, Result, Summary, check_level, register
 
 #: Chinchilla's law as refitted by Besiroglu et al. (2024, Epoch AI), the prior centre when there are no runs.
@@ -57,8 +61,12 @@ DEFAULT_SIGMA = 0.01
 TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 #: Cost exponents γ of the greedy passes (0: largest reduction; 1: largest reduction per FLOP).
 COST_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Distinct pass results (best linearised ``V`` first) whose parameter part simulated refits measure.
-SHORTLIST = 2
+#: At most this many distinct searched designs (best linearised ``V`` first) get their parameter part measured
+#: by simulated refits ...
+SHORTLIST = 5
+#: ... and only those whose linearised parameter part is within this factor of the best design's: the
+#: linearisation misjudges ten-run designs by up to about 4× (tests/test_plan.py), not by more.
+SHORTLIST_FACTOR = 4.0
 
 
 def _gradient_and_jacobian(law: Law, theta: np.ndarray, inputs: np.ndarray):
@@ -89,6 +97,11 @@ class DesignCriterion:
             return np.zeros((len(self.theta), self.theta.shape[1], self.theta.shape[1]))
         jac = _gradient_and_jacobian(self.law, self.theta, np.asarray(design, dtype=float))
         return np.einsum("spi,spj->sij", jac, jac) / self._noise
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """``g``: (draws, params) gradient of ``log L̂`` at the target."""
+        return self._g
 
     @property
     def noise_variance(self) -> float:
@@ -171,8 +184,8 @@ class DesignPlan(Result):
             ("Budget", f"{self.budget:.3g} FLOP; proposed runs use {self.runs['flops'].sum():.3g}"),
             ("Criterion", (f"{pct} planning interval of L at the target (σ = {self.sigma:.3g} per run, "
                           f"κ = {self.kappa:.3g} per decade beyond the data; prior: {self.prior})")),
-            ("Selection", ("greedy: each step adds the run that narrows the interval most per cost^γ, "
-                          "best of γ ∈ {0, ¼, ½, ¾, 1}")),
+            ("Selection", ("greedy passes (each step adds the run that narrows the interval most per cost^γ, "
+                          "γ ∈ {0, ¼, ½, ¾, 1}), each improved by Fedorov exchanges")),
             ("Parameter part", self.method),
             ("Width now", f"{_percent(self.width(self.before))} of the predicted loss"),
             ("With plan", _percent(self.width(self.after))),
@@ -257,34 +270,6 @@ def naive_grid(n_runs: int, compute: float, smallest: float, tokens_per_param: f
     tokens = tokens_per_param * sizes
     return pd.DataFrame({"params": sizes, "tokens": tokens, "tokens_per_param": tokens_per_param,
                          "flops": training_flops(sizes, tokens)})
-
-
-def _greedy(criterion: DesignCriterion, existing: np.ndarray, info: np.ndarray, grid: np.ndarray, cost: np.ndarray,
-            candidate_info: np.ndarray, budget: float, max_runs: int, min_gain: float, gamma: float):
-    """One greedy pass: add the affordable candidate with the largest ``ΔV / cost^γ`` until nothing helps."""
-    chosen: list[int] = []
-    gains: list[float] = []
-    spent, design = 0.0, existing
-    current = sum(criterion.parts(info, criterion.distance(existing)).values())
-    while len(chosen) < max_runs:
-        best, best_score, best_value = None, 0.0, current
-        for c in np.flatnonzero(cost <= budget - spent):
-            if c in chosen:
-                continue
-            value = sum(criterion.parts(info + candidate_info[c],
-                                        criterion.distance(np.vstack([design, grid[c]]))).values())
-            score = (current - value) / cost[c] ** gamma
-            if current - value > min_gain * current and score > best_score:
-                best, best_score, best_value = c, score, value
-        if best is None:
-            break
-        chosen.append(best)
-        gains.append(current - best_value)
-        info = info + candidate_info[best]
-        design = np.vstack([design, grid[best]])
-        spent += cost[best]
-        current = best_value
-    return chosen, gains, info, design, spent, current
 
 
 def _measured(criterion: DesignCriterion, design: np.ndarray, refits: int, seed: int) -> dict[str, float]:
@@ -388,28 +373,32 @@ def design_runs(
     grid_info = _gradient_and_jacobian(law, theta, grid)  # (draws, candidates, params)
     candidate_info = np.einsum("sci,scj->csij", grid_info, grid_info) / criterion.noise_variance
 
-    info0 = criterion.information(existing)
-    before = criterion.parts(info0, criterion.distance(existing))
-    # one greedy pass per cost exponent γ (score = reduction of V / cost^γ); keep the best final design
-    passes = [_greedy(criterion, existing, info0, grid, cost, candidate_info, budget, max_runs, min_gain, gamma)
-              for gamma in COST_EXPONENTS]
+    space = SearchSpace(criterion, existing, criterion.information(existing), grid, cost, candidate_info, budget)
+    before = criterion.parts(space.existing_information, criterion.distance(existing))
+    # one greedy pass per cost exponent γ (score = reduction of V / cost^γ), each then improved by exchanges
+    passes = [greedy_pass(space, max_runs, min_gain, gamma) for gamma in COST_EXPONENTS]
+    searched = passes + [exchange(space, found) for found in passes]
+    distinct = sorted({tuple(sorted(found.chosen)): found for found in searched}.values(),
+                      key=lambda found: found.variance)
     method = "linearised (Huber sandwich covariance at the draws)"
-    if refits > 0:  # the shortlist, measured with the estimator the fit uses
-        distinct = sorted({tuple(sorted(p[0])): p for p in passes}.values(), key=lambda p: p[-1])
-        shortlist = distinct[:SHORTLIST]
-        measured = [_measured(criterion, p[3], refits, seed) for p in shortlist]
+    if refits > 0:  # the shortlist, measured with the estimator the fit uses (common random numbers)
+        linearised = [criterion.parts(found.information, 0.0)["parameters"] for found in distinct]
+        shortlist = [found for found, value in zip(distinct, linearised)
+                     if value <= SHORTLIST_FACTOR * min(linearised)][:SHORTLIST]
+        measured = [_measured(criterion, found.design, refits, seed) for found in shortlist]
         best = int(np.argmin([sum(parts.values()) for parts in measured]))
-        chosen, gains, info, design, spent, _ = shortlist[best]
-        after = measured[best]
-        method = (f"simulated refits ({refits} data sets per design, refitted by the engine; the greedy steps "
-                  "use the linearised Huber sandwich covariance)")
+        chosen_design, after = shortlist[best], measured[best]
+        method = (f"simulated refits ({refits} data sets per design, refitted by the engine, the same data sets "
+                  f"for every design) of the {len(shortlist)} best of {len(distinct)} distinct searched designs; "
+                  "the search uses the linearised Huber sandwich covariance")
     else:
-        chosen, gains, info, design, spent, _ = min(passes, key=lambda p: p[-1])
-        after = criterion.parts(info, criterion.distance(design))
-    linear_reduction = sum(before.values()) - sum(criterion.parts(info, criterion.distance(design)).values())
+        chosen_design = distinct[0]
+        after = criterion.parts(chosen_design.information, criterion.distance(chosen_design.design))
+    chosen, spent = list(chosen_design.chosen), chosen_design.spent
+    gains = sequential_gains(space, chosen_design.chosen)
     runs = pd.DataFrame({"params": grid[chosen, 0], "tokens": grid[chosen, 1],
                          "tokens_per_param": grid[chosen, 1] / grid[chosen, 0], "flops": cost[chosen],
-                         "gain": np.array(gains) / max(linear_reduction, 1e-300)})
+                         "gain": gains / max(float(gains.sum()), 1e-300)})
     naive = naive_grid(len(chosen), spent, float(sizes[0]))
     naive_design = np.vstack([existing, naive[["params", "tokens"]].to_numpy()])
     if refits > 0 and len(chosen):
