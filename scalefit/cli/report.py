@@ -58,6 +58,9 @@ def _add_report(subparsers) -> None:
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
                         help="compute budgets [FLOP] for the allocation table (default: the data's range and "
                              "3 decades beyond)")
+    parser.add_argument("--law", choices=("auto", "chinchilla"), default="auto",
+                        help="the loss law, as `scalefit fit`: auto (default) chooses among the free joint law, "
+                             "alpha=beta and Kaplan's law by rollout; chinchilla: the free joint law")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap refits of the joint law (default 1000)")
     parser.add_argument("--hparam-bootstrap", type=int, default=1000, metavar="N",
@@ -80,7 +83,7 @@ def _run_report(args: argparse.Namespace) -> int:
     if min(args.bootstrap, args.hparam_bootstrap, args.rl_bootstrap) < 0:
         raise ScalefitInputError("bootstrap counts must be 0 or more")
     report = build_report(
-        load_input(args), rl_runs=args.rl, targets=args.target, budgets=args.budgets,
+        load_input(args), rl_runs=args.rl, targets=args.target, budgets=args.budgets, law=args.law,
         bootstrap=args.bootstrap, hparam_bootstrap=args.hparam_bootstrap, rl_bootstrap=args.rl_bootstrap,
         seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
     )

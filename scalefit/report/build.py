@@ -109,7 +109,7 @@ def task_scaling(runs: pd.DataFrame, target: tuple[float, float], *, bootstrap: 
 def build_report(runs: pd.DataFrame | str | Path, *, rl_runs: pd.DataFrame | str | Path | None = None,
                  targets=None, budgets=None, bootstrap: int = 1000, hparam_bootstrap: int = 1000,
                  rl_bootstrap: int = 200, seed: int = 0, columns=None, flops_convention: str | None = None,
-                 progress: bool = False, task_bootstrap: int = TASK_BOOTSTRAP) -> Report:
+                 progress: bool = False, task_bootstrap: int = TASK_BOOTSTRAP, law: str = "auto") -> Report:
     """Run every analysis the runs table supports and gather it into a :class:`Report`.
 
     Parameters
@@ -131,6 +131,9 @@ def build_report(runs: pd.DataFrame | str | Path, *, rl_runs: pd.DataFrame | str
         As :func:`scalefit.runs.load_runs`.
     progress
         Show a progress bar over the sections (stderr).
+    law
+        The loss law, as ``scalefit fit --law``: ``"auto"`` (chosen by rollout, the default, so the report's
+        numbers are the fit's) or ``"chinchilla"`` (the free joint law).
 
     A table with task metrics (``task/<name>/acc``) gets a downstream-tasks section at the first planned run.
 
@@ -166,7 +169,7 @@ def build_report(runs: pd.DataFrame | str | Path, *, rl_runs: pd.DataFrame | str
     data, results["data"] = data_section(overview(runs))
     done(data)
     try:
-        study = fit_runs(runs, budgets=budgets, bootstrap=bootstrap, seed=seed)
+        study = fit_runs(runs, law=law, budgets=budgets, bootstrap=bootstrap, seed=seed)
     except ScalefitInputError as err:
         study = None
         for key in ("fit", "frontier", "extrapolations"):
