@@ -19,10 +19,15 @@ data sets are simulated from the truth (log-normal noise σ = 1 %), the joint la
 - ``model w``: the planner's own prediction of the 95 % planning width (parameters by simulated refits, a new
   run's noise, extrapolation), and ``model mean w`` its parameter part alone (an interval of the mean).
 
-Run by hand (7–9 minutes on two loaded cores)::
+With ``--oracle`` a third design is added: the one optimal by the linearised criterion at the truth itself (a
+point prior), a bound on what a design could gain that no user could plan. ``--bootstrap 0`` skips the fit's
+intervals (the width and coverage columns are then empty), for the error figures alone.
+
+Run by hand (about 12 minutes with 40 data sets on two loaded cores)::
 
     python benchmarks/plan_design.py               # prints one row per (truth, target, budget, design)
     python benchmarks/plan_design.py --seeds 40
+    python benchmarks/plan_design.py --seeds 100 --bootstrap 0 --oracle     # errors only, against the bound
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--refits", type=int, default=16, help="simulated refits per shortlisted design")
+    parser.add_argument("--oracle", action="store_true",
+                        help="add the design that is optimal (linearised criterion) at the truth itself: a bound on "
+                             "what any design could gain, not something a user could plan")
     args = parser.parse_args()
     rows = []
     for name, truth, target, fraction in SETTINGS:
@@ -95,8 +103,12 @@ def main() -> None:
         plan = design_runs(*target, fraction * 6 * target[0] * target[1], prior=truth, max_runs=10,
                            refits=args.refits)
         seconds = time.perf_counter() - start
-        for design_name, design, parts in (("planned", plan.runs, plan.after), ("naive", plan.naive_runs,
-                                                                                plan.naive)):
+        designs = [("planned", plan.runs, plan.after), ("naive", plan.naive_runs, plan.naive)]
+        if args.oracle:  # how far could any design go? the locally optimal design at the truth (linearised)
+            local = design_runs(*target, fraction * 6 * target[0] * target[1], parameter_draws=pd.DataFrame([truth]),
+                                max_runs=10, refits=0)
+            designs.append(("optimal at truth", local.runs, local.after))
+        for design_name, design, parts in designs:
             rows.append({"truth": name, "target N": target[0], "target D": target[1], "budget/C*": fraction,
                          "design": design_name, "runs": len(design), "flops": design["flops"].sum(),
                          "model w": 2 * Z95 * np.sqrt(sum(parts.values())),
@@ -112,6 +124,10 @@ def main() -> None:
         narrower = 1 - ratio.xs("planned", axis=1, level=1) / ratio.xs("naive", axis=1, level=1)
         print("\nplanned narrower than naive by (1 − planned/naive):")
         print(narrower.to_string())
+        if args.oracle:
+            rmse = table.pivot_table(index=["truth", "target D", "budget/C*"], columns="design", values="rmse")
+            print("\nrmse at the target relative to the design optimal at the truth:")
+            print((rmse[["planned", "naive"]].div(rmse["optimal at truth"], axis=0)).to_string())
 
 
 if __name__ == "__main__":

@@ -305,3 +305,15 @@ def test_exchanges_reach_the_exhaustive_optimum_that_greedy_passes_miss():
         assert exchanged.spent <= budget
         assert sorted(exchanged.chosen) == sorted(best.chosen)
         assert exchanged.variance == pytest.approx(best.variance, rel=1e-9)
+
+
+def test_given_parameter_draws_design_for_that_law():
+    """One given draw (the truth): the plan's variance parts are the criterion's at the truth for its design."""
+    target = (1e7, 2e8)
+    plan = design_runs(*target, 1e-3 * 6 * target[0] * target[1], parameter_draws=pd.DataFrame([TRUTH]),
+                       max_runs=6, refits=0)
+    assert plan.prior == "1 given parameter draws" and 0 < len(plan.runs) <= 6
+    criterion = _criterion(target, theta=LAW.to_fitted(TRUTH))
+    design = plan.runs[["params", "tokens"]].to_numpy()
+    expected = criterion.parts(criterion.information(design), criterion.distance(design))
+    assert plan.after == pytest.approx(expected, rel=1e-9)

@@ -291,6 +291,7 @@ def design_runs(
     result: FitResult | None = None,
     existing: pd.DataFrame | None = None,
     prior: Mapping[str, float] | None = None,
+    parameter_draws: pd.DataFrame | None = None,
     sigma: float | None = None,
     kappa: float = DEFAULT_KAPPA,
     sizes: Sequence[float] | None = None,
@@ -317,6 +318,9 @@ def design_runs(
         the spread :data:`PRIOR_SD`.
     existing
         Existing design (``params``, ``tokens``) when no fit is given (e.g. runs already planned).
+    parameter_draws
+        Draws of the law's parameters (reported names, one row per draw) to design for, in place of the fit's
+        bootstrap draws or the prior's; one row designs for a known law (a locally optimal design).
     sigma, kappa
         Noise of log loss per run; extrapolation error of log L per decade beyond the data
         (default :data:`DEFAULT_KAPPA`; pass the backtest's figure when you have one).
@@ -354,6 +358,9 @@ def design_runs(
         draws = prior_draws(prior, n_draws, seed, law)
         prior_text = "a published law (Epoch's Chinchilla refit) with wide spread" if prior is None else \
             "the given law with wide spread"
+    if parameter_draws is not None:
+        draws = parameter_draws[list(law.reported_names)]
+        prior_text = f"{len(draws)} given parameter draws"
     sigma = max(DEFAULT_SIGMA if sigma is None else float(sigma), 1e-3)
     existing = np.empty((0, 2)) if existing is None else existing[["params", "tokens"]].to_numpy(dtype=float)
     theta = law.to_fitted(draws)
