@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 from scipy.special import huber
 
 from scalefit.fitting import OptimiserSettings, fit
-from scalefit.fitting.bootstrap import refit_replicates, resample_counts
+from scalefit.fitting.bootstrap import refit_replicates, resample_weights
 from scalefit.fitting.objective import Loss, Objective
 from scalefit.fitting.optimiser import multistart, polish
 from scalefit.fitting.parameters import free_parameters
@@ -90,11 +90,11 @@ def phase_breakdown(points: pd.DataFrame, n_bootstrap: int) -> dict[str, float]:
     marks.append(time.perf_counter())
     polished = polish(objective, search.best, settings)
     marks.append(time.perf_counter())
-    counts = resample_counts(len(points), n_bootstrap, np.random.default_rng(0))
+    counts = resample_weights(len(points), n_bootstrap, np.random.default_rng(0))  # the fit's default weights
     refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
     marks.append(time.perf_counter())
     names = ("multi-start (explore, prune, converge)", "polish (L-BFGS-B + Gauss-Newton)",
-             f"{n_bootstrap} bootstrap refits")
+             f"{n_bootstrap} bootstrap refits (Bayesian weights)")
     return dict(zip(names, np.diff(marks)))
 
 
