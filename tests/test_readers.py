@@ -1,6 +1,6 @@
 """Bring your own runs: W&B and MLflow exports of the shipped ladder give the numbers the native table gives.
 
-The fixtures under tests/fixtures/byo/ are made from data/runs.parquet by tests/fixtures/byo/make.py (60 runs
+The fixtures under tests/fixtures/byo/ are made from data/runs.parquet by tests/fixtures/byo/make.py (82 runs
 copied exactly, plus one crashed run), so the reference is real: fitting the same rows of the native table.
 """
 
@@ -35,7 +35,7 @@ FAST_FIT = ["--bootstrap", "0", "--holdout-largest", "0"]
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory) -> Path:
-    """The same 60 runs as the native runs table, with only the columns the exports carry."""
+    """The same 82 runs as the native runs table, with only the columns the exports carry."""
     path = tmp_path_factory.mktemp("native") / "runs.parquet"
     write_runs(shipped_subset()[EXPORTED].assign(status="ok"), path)
     return path
@@ -66,13 +66,13 @@ def test_wandb_history_with_a_mapping_file_fits_as_the_native_table(tmp_path, na
     assert_same_fit(doc, reference)
     assert doc["excluded_runs"]["runs diverged"] == [CRASHED_NAME]
     err = capsys.readouterr().err
-    assert "note:" in err and "dropped 369 of 744 rows without a loss" in err
+    assert "note:" in err and "dropped 496 of 998 rows without a loss" in err
 
 
 def test_wandb_runs_export_fits_as_the_native_final_points(tmp_path, native):
     reference = fit_json(tmp_path, "native", native, "--points", "final")
     doc = fit_json(tmp_path, "wandb", BYO / "wandb_runs.csv", "--columns", BYO / "cols.toml", "--points", "final")
-    assert doc["n_points"] == 60
+    assert doc["n_points"] == 82
     assert_same_fit(doc, reference)
 
 
@@ -90,7 +90,7 @@ def test_exports_load_to_the_native_rows_and_flops(native):
     shipped = shipped_subset()
     ok = mlflow[mlflow["status"] == "ok"].sort_values(["run_name", "step"])  # run name: the MLflow tag
     shipped = shipped.sort_values(["run_id", "step"])
-    assert len(ok) == len(shipped) == 369
+    assert len(ok) == len(shipped) == 496
     np.testing.assert_array_equal(ok["loss"], shipped["loss"])
     np.testing.assert_array_equal(ok["tokens"], shipped["tokens"])
     # flops derived under 6ND+attn from the exported model shape equal the runner's own count
@@ -233,7 +233,7 @@ def test_a_sweep_folder_loads_its_parts(tmp_path):
     for run_id, rows in shipped.groupby("run_id"):
         write_runs(rows, parts / f"{run_id}.parquet")
     df = load_runs(tmp_path / "sweep")
-    assert len(df) == len(shipped) and df["run_id"].nunique() == 60
+    assert len(df) == len(shipped) and df["run_id"].nunique() == 82
     assert sorted(df["loss"]) == sorted(shipped["loss"])
     (parts / "zz-damaged.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(RunsTableError, match="part 'zz-damaged.parquet' cannot be read"):
