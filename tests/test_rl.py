@@ -15,7 +15,6 @@ from scalefit.cli import EXIT_INPUT_ERROR, main
 from scalefit.errors import FitError, RunsTableError, ScalefitInputError
 from scalefit.fitting.resampling import (
     default_segment_length,
-    grouped_counts,
     refit_resamples,
     segment_counts,
 )
@@ -491,8 +490,10 @@ def test_segment_counts_move_whole_segments_within_each_group():
 
 
 def test_grouped_counts_draw_whole_groups():
+    from scalefit.fitting.bootstrap import resample_counts
+
     groups = np.repeat(["r1", "r2", "r3", "r4"], 5)
-    counts = grouped_counts(groups, 200, np.random.default_rng(1))
+    counts = resample_counts(len(groups), 200, np.random.default_rng(1), groups)
     assert (counts.reshape(200, 4, 5) == counts.reshape(200, 4, 5)[:, :, :1]).all()
     assert (counts.sum(axis=1) == 20).all() and len(np.unique(counts, axis=0)) > 20
 

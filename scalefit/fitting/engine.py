@@ -141,14 +141,14 @@ def fit(
         n_units = points["run_id"].nunique() if by_run else len(points)
         counts = resample_weights(len(points), bootstrap, rng, groups, bootstrap_weights)
         refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
-        draws = _reported_frame(law, free.expand(refits.z))
+        draws = reported_frame(law, free.expand(refits.z))
         draws["objective"] = refits.objective
         draws["converged"] = refits.converged
         interval_method = "bootstrap-run" if by_run else "bootstrap-point"
         issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)],
                                      bootstrap_weights)
 
-    params = _reported_frame(law, theta).iloc[0]
+    params = reported_frame(law, theta).iloc[0]
     residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
     return FitResult(
         law=law,
@@ -178,7 +178,8 @@ def fit(
     )
 
 
-def _reported_frame(law: Law, theta: np.ndarray) -> pd.DataFrame:
+def reported_frame(law: Law, theta: np.ndarray) -> pd.DataFrame:
+    """The law's reported and derived parameters, one row per fitting-space vector of ``theta``."""
     reported = pd.DataFrame(law.to_reported(theta), columns=list(law.reported_names))
     return pd.concat([reported, law.derive(reported)], axis=1)
 

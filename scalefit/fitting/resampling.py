@@ -1,14 +1,15 @@
 """Resampling schemes for dependent points, and refitting a law on each resample with the engine.
 
 Points of one training run (or one RL curve) are not independent, so the bootstrap must resample something
-coarser than points. Two schemes, both as multiplicities (draws, points): how many times each point enters a
-replicate, the form the engine's refits take as extra point weights.
+coarser than points. Two schemes, both as point weights (draws, points), the form the engine's refits take as
+extra point weights:
 
-``grouped_counts``
-    The cluster bootstrap: whole groups (runs, sweep groups) are drawn with replacement (Davison & Hinkley
-    1997, §2.4). This is the engine's run resampling (``fit(..., resample="run")``), used by the loss laws and
-    by the LR/batch-size laws of :mod:`scalefit.hyperparams` (a group's plateau points travel together).
-``segment_counts``
+the cluster bootstrap
+    Whole groups (runs, sweep groups) get one weight each (Davison & Hinkley 1997, §2.4):
+    :func:`~scalefit.fitting.bootstrap.resample_weights` with ``groups`` — Bayesian or multinomial weights.
+    This is the engine's run resampling (``fit(..., resample="run")``), used by the loss laws and by the
+    LR/batch-size laws of :mod:`scalefit.hyperparams` (a group's plateau points travel together).
+:func:`segment_counts`
     The block bootstrap within groups (Künsch 1989; Davison & Hinkley 1997, §8.2): every group is cut into
     contiguous segments of ``segment_length`` points in a given order (e.g. X along an RL curve), and each
     replicate redraws, within every group, as many segments as it has. Every group stays in every replicate
@@ -30,29 +31,14 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError
-from scalefit.fitting.bootstrap import refit_replicates, resample_counts
+from scalefit.fitting.bootstrap import refit_replicates
+from scalefit.fitting.engine import reported_frame
 from scalefit.fitting.objective import LOSSES, Loss, Objective
 from scalefit.fitting.optimiser import OptimiserSettings
 from scalefit.fitting.parameters import free_parameters
 from scalefit.laws.base import Law
 
-__all__ = ["default_segment_length", "grouped_counts", "refit_resamples", "segment_counts"]
-
-
-def grouped_counts(groups: Sequence | np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicities (draws, points) of a cluster bootstrap: whole groups drawn with replacement.
-
-    Parameters
-    ----------
-    groups
-        One label per point (run id, sweep group); every point of a group drawn ``k`` times gets ``k``.
-    n_draws
-        Number of replicates.
-    rng
-        Source of randomness (seeded by the caller).
-    """
-    labels = np.asarray(groups)
-    return resample_counts(len(labels), n_draws, rng, labels)
+__all__ = ["default_segment_length", "refit_resamples", "segment_counts"]
 
 
 def segment_counts(groups: Sequence | np.ndarray, order: Sequence[float] | np.ndarray, segment_length: int,
@@ -120,7 +106,8 @@ def refit_resamples(law: Law, data: pd.DataFrame, counts: np.ndarray, start: Map
     data
         The fitted points: the law's input columns and ``loss``, in the order of the columns of ``counts``.
     counts
-        (draws, points) multiplicities, e.g. from :func:`segment_counts` or :func:`grouped_counts`.
+        (draws, points) multiplicities, e.g. from :func:`segment_counts` or
+        :func:`~scalefit.fitting.bootstrap.resample_weights`.
     start
         The full-data optimum, by reported name (e.g. ``FitResult.params``).
     loss, delta, weights, fix
@@ -152,8 +139,7 @@ def refit_resamples(law: Law, data: pd.DataFrame, counts: np.ndarray, start: Map
     reported = pd.Series(start, dtype=float)[list(law.reported_names)]
     optimum = free.reduce(law.to_fitted(reported))[0]
     refits = refit_replicates(objective, optimum, counts, settings or OptimiserSettings())
-    estimates = pd.DataFrame(law.to_reported(free.expand(refits.z)), columns=list(law.reported_names))
-    draws = pd.concat([estimates, law.derive(estimates)], axis=1)
+    draws = reported_frame(law, free.expand(refits.z))
     draws["objective"] = refits.objective
     draws["converged"] = refits.converged.astype(bool)
     return draws
