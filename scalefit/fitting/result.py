@@ -347,9 +347,13 @@ class FitResult(ReasonedStatus, Result):
         return super()._from_document(doc, source)
 
     @classmethod
-    def from_dict(cls, doc: Mapping) -> FitResult:
-        """Rebuild a fit from :meth:`to_dict` (or a schema-1 ``fit.json``), checking what it holds."""
-        law = law_from_spec(doc["law_spec"])
+    def from_dict(cls, doc: Mapping, *, law: Law | None = None) -> FitResult:
+        """Rebuild a fit from :meth:`to_dict` (or a schema-1 ``fit.json``), checking what it holds.
+
+        ``law``: the fitted law, for a law that ``law_spec`` alone cannot rebuild (the RL law needs its
+        sizes, which ``rl.json`` stores beside the fit); by default it is rebuilt from ``law_spec``.
+        """
+        law = law if law is not None else law_from_spec(doc["law_spec"])
         if not isinstance(doc["params"], Mapping):
             raise ScalefitInputError(f"params must map parameter names to values, not {type(doc['params']).__name__}")
         params = pd.Series({k: (math.nan if v is None else float(v)) for k, v in doc["params"].items()})

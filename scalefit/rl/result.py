@@ -322,7 +322,7 @@ class RLFit(Result):
                 points[column] = pd.to_numeric(points[column], errors="coerce")
         clipping = doc["clipping"]
         return cls(
-            fit=_fit_from_record(doc["fit"], law), x=doc["x"], x_column=doc["x_column"], metric=doc["metric"],
+            fit=FitResult.from_dict(doc["fit"], law=law), x=doc["x"], x_column=doc["x_column"], metric=doc["metric"],
             sizes=sizes_frame(doc["params"]["sizes"]), draws=draws, interval_method=doc["interval_method"],
             n_requested=int(doc["n_bootstrap_requested"]), r2=_number(doc["r2"]), r2_log=_number(doc["r2_log"]),
             protocol=doc.get("protocol"), heldout_error=doc.get("heldout_error"), points=points,
@@ -336,29 +336,3 @@ class RLFit(Result):
 
 def _number(value) -> float:
     return math.nan if value is None else float(value)
-
-
-def _fit_from_record(record: Mapping, law: RLEfficiency) -> FitResult:
-    """The engine's fit from its record in ``rl.json`` (``FitResult.to_dict`` of a fit without bootstrap).
-
-    :meth:`FitResult.from_dict` rebuilds only the laws of ``fit.json``; the RL law needs its sizes, which
-    ``rl.json`` stores in ``law_spec``.
-    """
-    params = pd.Series({name: _number(value) for name, value in record["params"].items()})
-    missing = [name for name in law.reported_names if name not in params.index]
-    if missing or not np.isfinite(params[list(law.reported_names)].to_numpy()).all():
-        raise ScalefitInputError(f"the fit's params lack {missing} or are not finite; refit")
-    bootstrap = record.get("bootstrap") or {}
-    return FitResult(
-        law=law, params=params, interval_method=record["interval_method"], success=bool(record["success"]),
-        message=record["message"], objective=float(record["objective"]), loss=record["loss"],
-        n_points=int(record["n_points"]), n_starts=int(record["n_starts"]), n_pruned=int(record["n_pruned"]),
-        n_converged=int(record["n_converged"]), n_best_basin=int(record["n_best_basin"]),
-        draws=pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"]),
-        data=pd.DataFrame(columns=[*law.inputs, "loss"]), residuals=pd.Series(record["residuals"], dtype=float),
-        flops_convention=record.get("flops_convention"), n_free=int(record["n_free"]),
-        fixed=dict(record.get("fixed") or {}), level=check_level(record.get("level", DEFAULT_LEVEL)),
-        seed=int(record.get("seed", 0)), ranges={k: tuple(v) for k, v in (record.get("ranges") or {}).items()},
-        n_units=int(bootstrap.get("n_units", 0)), interval_issue=record.get("interval_issue"),
-        notes=tuple(record.get("fit_notes") or ()),
-    )
