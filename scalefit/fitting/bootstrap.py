@@ -149,8 +149,10 @@ def identification_issue(
     joint law (two or more inputs) whose fitted points hold fewer than 3 distinct values of an input cannot
     separate that input's amplitude and exponent from E, whatever the resampling.
     """
-    distinct = (len(np.unique(counts, axis=0)) if scheme == "multinomial"
-                else min(len(counts), math.comb(2 * units - 1, units)))
+    if scheme == "multinomial":
+        distinct = len(np.unique(counts, axis=0))
+    else:  # C(2G − 1, G) exceeds any threshold past a few units: skip the huge integer for large G
+        distinct = len(counts) if units > 10 else min(len(counts), math.comb(2 * units - 1, units))
     needed = min(MIN_DISTINCT_REPLICATES, len(counts) // 2)
     if distinct < needed:
         plural = "s" if units != 1 else ""
