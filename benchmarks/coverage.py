@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=150)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--weights", choices=("bayesian", "multinomial"), default="bayesian",
-                        help="bootstrap weights (default bayesian, the fit's default)")
+    parser.add_argument("--scheme", choices=("auto", "residual", "bayesian", "multinomial"), default="auto",
+                        help="bootstrap scheme (default auto, the fit's default: residual for these designs)")
     parser.add_argument("--design", action="append", choices=("epoch", "ladder", "few"),
                         help="run only these designs (repeatable; default all three)")
     args = parser.parse_args()
@@ -38,12 +38,12 @@ def main() -> None:
             continue
         start = time.perf_counter()
         runs = coverage_run(design, args.datasets, bootstrap=args.bootstrap, seed=args.seed,
-                            bootstrap_weights=args.weights)
+                            bootstrap_scheme=args.scheme)
         table = coverage_table(runs)
         table["off by"] = table["coverage"] - table.index.get_level_values("level")
         table["within ±3 pts"] = table["off by"].abs() <= 0.03
         print(f"\n{design.name}: {args.datasets} data sets, noise sd {design.sigma} on log L, bootstrap "
-              f"{args.bootstrap} ({args.weights} weights; {time.perf_counter() - start:.0f} s)")
+              f"{args.bootstrap} ({args.scheme} scheme; {time.perf_counter() - start:.0f} s)")
         with pd.option_context("display.width", 160):
             print(table.to_string(float_format=lambda v: f"{v:.3g}"))
 

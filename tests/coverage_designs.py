@@ -60,7 +60,7 @@ def designs() -> list[Design]:
 
 
 def coverage_run(design: Design, n_datasets: int, levels=(0.9, 0.95), bootstrap: int = 200,
-                 seed: int = 0, bootstrap_weights: str = "bayesian") -> pd.DataFrame:
+                 seed: int = 0, bootstrap_scheme: str = "auto") -> pd.DataFrame:
     """One row per (data set, level, quantity): ``covered`` and ``width`` (relative for the loss)."""
     law = Chinchilla()
     true_loss = law.predict(design.truth, design.targets)
@@ -69,7 +69,7 @@ def coverage_run(design: Design, n_datasets: int, levels=(0.9, 0.95), bootstrap:
         rng = np.random.default_rng([seed, k])
         points = design.points.assign(
             loss=law.predict(design.truth, design.points) * np.exp(rng.normal(0, design.sigma, len(design.points))))
-        result = fit(law, points, starts=SMALL_GRID, bootstrap=bootstrap, seed=k, bootstrap_weights=bootstrap_weights)
+        result = fit(law, points, starts=SMALL_GRID, bootstrap=bootstrap, seed=k, bootstrap_scheme=bootstrap_scheme)
         for level in levels:
             intervals = result.conf_int(level)
             for name in PARAMETERS:

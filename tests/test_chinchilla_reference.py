@@ -44,7 +44,7 @@ def points() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(points) -> FitResult:
-    return fit(Chinchilla(), points, bootstrap=1000, bootstrap_weights="multinomial", seed=0)  # Epoch resamples points
+    return fit(Chinchilla(), points, bootstrap=1000, bootstrap_scheme="multinomial", seed=0)  # Epoch resamples points
 
 
 def test_filtering_keeps_epochs_240_points(points):

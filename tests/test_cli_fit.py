@@ -109,7 +109,8 @@ def test_fit_writes_the_documented_fit_json(fitted):
     assert FIT_KEYS <= set(doc)
     assert doc["law"] == "Chinchilla()"
     assert doc["success"] is True
-    assert doc["interval_method"] == "bootstrap-point"  # tuned points: one row per (N, D)
+    assert doc["interval_method"] == "bootstrap-residual"  # tuned points: one row per (N, D)
+    assert doc["bootstrap"]["scheme"] == "residual"
     assert doc["n_points"] == len(SIZES) * len(BUDGETS)
     assert doc["flops_convention"] == "6ND"
     assert set(doc["params"]) == set(doc["intervals"]) == set(TRUTH)

@@ -2,7 +2,7 @@
 
 A small variant of ``benchmarks/coverage.py`` (which runs hundreds of data sets and prints widths): a few
 dozen seeded data sets per design of ``tests/coverage_designs.py``, 200 bootstrap refits each, with the fit's
-default (Bayesian) bootstrap weights. With n data sets a coverage estimate has a standard error of
+default bootstrap (smoothed residuals, for these one-point-per-run designs). With n data sets a coverage estimate has a standard error of
 sqrt(p(1 − p)/n), so each quantity's coverage must lie within nominal ± (3 points + 2 standard errors) on both
 sides: too low is overconfidence, too high is an interval wider than the data warrant. The coverage pooled
 over a design's quantities (E, α, β and the loss at each target) has a smaller standard error and is held to
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from coverage_designs import coverage_run, coverage_table, designs
 
-DATASETS = {"Epoch-like": 40, "ladder-like": 24, "few sizes": 16}
+DATASETS = {"Epoch-like": 60, "ladder-like": 60, "few sizes": 40}
 
 
 def _band(level: float, n: int) -> float:

@@ -12,6 +12,9 @@ from scipy.special import huber
 
 from scalefit.errors import FitError
 from scalefit.fitting import FitResult, fit
+from scalefit.fitting.bootstrap import residual_shifts
+from scalefit.fitting.objective import Loss, Objective
+from scalefit.fitting.parameters import free_parameters
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
 from scalefit.laws.base import Law, Parameter
 
@@ -110,7 +113,8 @@ def test_a_new_law_fits_through_the_finite_difference_jacobian():
 
 # --- calibration -----------------------------------------------------------------------------------------
 
-def test_bootstrap_intervals_cover_the_truth_in_at_least_90_percent_of_50_repetitions(size_token_grid):
+def test_95_percent_intervals_cover_the_truth_at_the_nominal_rate_over_50_repetitions(size_token_grid):
+    """Two-sided, as tests/test_coverage.py: within 95 % ± (3 points + 2 standard errors of 50 draws)."""
     covered = []
     for repetition in range(50):
         points = draw_points(Chinchilla(), CHINCHILLA_TRUTH, size_token_grid, sigma=0.01, seed=1000 + repetition)
@@ -118,7 +122,28 @@ def test_bootstrap_intervals_cover_the_truth_in_at_least_90_percent_of_50_repeti
         covered.append({n: result.intervals.loc[n, "lo"] <= v <= result.intervals.loc[n, "hi"]
                         for n, v in CHINCHILLA_TRUTH.items()})
     coverage = pd.DataFrame(covered).mean()
-    assert (coverage >= 0.9).all(), coverage.to_dict()
+    band = 0.03 + 2 * np.sqrt(0.95 * 0.05 / 50)
+    assert ((coverage - 0.95).abs() <= band).all(), coverage.to_dict()
+
+
+def test_residual_bootstrap_draws_noise_of_the_true_size(size_token_grid):
+    """Replicate noise ``ε* = shift + r`` must have the degrees-of-freedom-corrected size of the residuals,
+    ``√(Σ r² / (n − p))`` (the fit's own residuals are shrunk: it pulls about p of them into Huber's δ), and be
+    centred; with Gaussian noise of sd 1 % that is 1 % within the sampling error of 64 points."""
+    law = Chinchilla()
+    points = draw_points(law, CHINCHILLA_TRUTH, size_token_grid, sigma=0.01, seed=7)
+    result = fit(law, points, starts=SMALL_GRID, bootstrap=0)
+    free = free_parameters(law, None, None)
+    objective = Objective(law=law, inputs=law.input_array(points), log_loss=np.log(points["loss"].to_numpy()),
+                          point_weights=np.ones(len(points)), loss=Loss("huber", 1e-3), free=free)
+    optimum = free.reduce(law.to_fitted(result.params))[0]
+    residuals = objective.residuals(optimum[None])[0]
+    noise = residual_shifts(objective, optimum, 2000, np.random.default_rng(0)) + residuals
+    corrected = np.sqrt(np.sum(residuals**2) / (len(residuals) - 5))
+    assert noise.std() == pytest.approx(corrected, rel=0.03)
+    assert noise.std() == pytest.approx(0.01, rel=0.2)
+    assert abs(np.median(noise)) < 0.001
+    assert noise.shape == (2000, len(points)) and len(np.unique(noise)) == noise.size  # smoothed: no ties
 
 
 # --- fixing and tying ------------------------------------------------------------------------------------
@@ -218,7 +243,8 @@ def test_parameter_on_a_bound_is_reported_as_failure_not_as_an_answer():
 def test_result_reports_counts_names_and_interval_method(chinchilla_fit, chinchilla_points):
     assert list(chinchilla_fit.params.index) == ["A", "B", "E", "alpha", "beta"]
     assert list(chinchilla_fit.intervals.columns) == ["lo", "hi"]
-    assert chinchilla_fit.interval_method == "bootstrap-point"
+    assert chinchilla_fit.interval_method == "bootstrap-residual"  # one point per run: smoothed residuals
+    assert chinchilla_fit.bootstrap_scheme == "residual"
     assert chinchilla_fit.n_points == len(chinchilla_points) == len(chinchilla_fit.data)
     assert chinchilla_fit.n_starts == 243
     assert chinchilla_fit.n_pruned + chinchilla_fit.n_converged <= chinchilla_fit.n_starts
@@ -262,7 +288,7 @@ def test_to_dict_is_json_with_the_documented_keys(chinchilla_fit):
 
 def test_summary_and_html_show_estimates_and_diagnostics(chinchilla_fit):
     text = str(chinchilla_fit.summary())
-    for needle in ("alpha", "beta", "95 %", "Success:", "Best basin:", "bootstrap-point"):
+    for needle in ("alpha", "beta", "95 %", "Success:", "Best basin:", "bootstrap-residual"):
         assert needle in text
     assert "<table>" in chinchilla_fit._repr_html_()
 
@@ -278,10 +304,20 @@ def test_information_criteria_are_gaussian_on_log_residuals(chinchilla_fit):
 def test_runs_with_several_rows_are_resampled_whole(chinchilla_points):
     points = chinchilla_points.assign(run_id=chinchilla_points["params"].rank(method="dense").astype(int).astype(str))
     result = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=40)
-    assert result.interval_method == "bootstrap-run"
-    assert fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=5, resample="point").interval_method == (
-        "bootstrap-point"
-    )
+    assert (result.interval_method, result.bootstrap_scheme) == ("bootstrap-run", "bayesian")
+    by_point = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=5, resample="point")
+    assert (by_point.interval_method, by_point.bootstrap_scheme) == ("bootstrap-residual", "residual")
+    weighted = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=5, resample="point", bootstrap_scheme="bayesian")
+    assert weighted.interval_method == "bootstrap-point"
+    with pytest.raises(FitError, match="runs here hold several points"):
+        fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=5, bootstrap_scheme="residual")
+
+
+def test_residual_bootstrap_needs_a_loss_on_log_l_and_auto_falls_back_to_weights(chinchilla_points):
+    with pytest.raises(FitError, match="needs a loss on log L"):
+        fit(Chinchilla(), chinchilla_points, loss="mse", starts=SMALL_GRID, bootstrap=5, bootstrap_scheme="residual")
+    result = fit(Chinchilla(), chinchilla_points, loss="mse", starts=SMALL_GRID, bootstrap=5)
+    assert (result.interval_method, result.bootstrap_scheme) == ("bootstrap-point", "bayesian")
 
 
 def test_equal_per_size_weights_match_explicit_weights(chinchilla_points):

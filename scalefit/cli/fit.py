@@ -79,9 +79,12 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--tie", metavar="A,B", help="fit two parameters as one, e.g. alpha,beta")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap refits for the intervals (default 1000; 0: none)")
-    parser.add_argument("--bootstrap-weights", choices=("bayesian", "multinomial"), default="bayesian",
-                        help="bayesian: continuous Exp(1) weights per run or point (default; calibrated for "
-                             "the near-L1 Huber fit); multinomial: resampling with replacement (Epoch's)")
+    parser.add_argument("--bootstrap-scheme", choices=("auto", "residual", "bayesian", "multinomial"),
+                        default="auto",
+                        help="residual: the fit plus smoothed residuals (calibrated for the near-L1 Huber fit); "
+                             "bayesian: Exp(1) weights per run or point; multinomial: resampling with "
+                             "replacement (Epoch's); auto (default): residual for one point per run, "
+                             "bayesian for runs with curves")
     parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
                         help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",
@@ -128,7 +131,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         load_input(args, keep="all" if args.points in ("all", "frontier") else "final"),  # final: loads fast
         law=args.law, x=args.x, points=args.points, holdout_largest=args.holdout_largest, budgets=args.budgets,
         loss=args.loss, delta=args.delta, fix=_parse_fix(args.fix) or None, tie=_parse_tie(args.tie),
-        bootstrap=args.bootstrap, bootstrap_weights=args.bootstrap_weights, seed=args.seed, level=args.level,
+        bootstrap=args.bootstrap, bootstrap_scheme=args.bootstrap_scheme, seed=args.seed, level=args.level,
         family=args.family, **({} if args.isoflop_window is None
            else {"isoflop_window": None if args.isoflop_window == "all" else args.isoflop_window}),
     )

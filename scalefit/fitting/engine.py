@@ -10,10 +10,11 @@ import pandas as pd
 
 from scalefit.errors import FitError
 from scalefit.fitting.bootstrap import (
-    BOOTSTRAP_WEIGHTS,
+    BOOTSTRAP_SCHEMES,
     identification_issue,
     refit_replicates,
     resample_weights,
+    residual_shifts,
 )
 from scalefit.fitting.extrapolation import fitted_ranges
 from scalefit.fitting.objective import LOSSES, Loss, Objective
@@ -35,7 +36,7 @@ def fit(
     starts: np.ndarray | pd.DataFrame | Mapping[str, Sequence[float]] | None = None,
     bootstrap: int = 1000,
     resample: str | None = None,
-    bootstrap_weights: str = "bayesian",
+    bootstrap_scheme: str = "auto",
     seed: int = 0,
     flops_convention: str | None = None,
     settings: OptimiserSettings | None = None,
@@ -81,10 +82,12 @@ def fit(
     resample
         ``"run"`` (resample whole runs by ``run_id``) or ``"point"``. Default: ``"run"`` when ``data`` has
         a ``run_id`` column and some run has several rows, else ``"point"``.
-    bootstrap_weights
-        ``"bayesian"`` (Rubin's Bayesian bootstrap: continuous Exp(1) weights per unit, calibrated for this
-        near-L1 objective) or ``"multinomial"`` (Efron's resampling with replacement, as Epoch's
-        replication); see :mod:`scalefit.fitting.bootstrap`.
+    bootstrap_scheme
+        ``"residual"`` (the fit plus smoothed residuals: calibrated for this near-L1 objective),
+        ``"bayesian"`` (continuous Exp(1) weights per run or point), ``"multinomial"`` (Efron's resampling
+        with replacement, as Epoch's replication) or ``"auto"``: ``"residual"`` when every resampling unit
+        is one point and the loss is on log L, else ``"bayesian"`` (runs with curves: their points are not
+        independent, and whole runs are reweighted). See :mod:`scalefit.fitting.bootstrap`.
     seed
         Seed for the bootstrap (the same inputs give the same result).
     flops_convention
@@ -112,8 +115,8 @@ def fit(
         raise FitError(f"delta must be positive, not {delta!r}")
     if bootstrap < 0:
         raise FitError(f"bootstrap must be >= 0, not {bootstrap!r}")
-    if bootstrap_weights not in BOOTSTRAP_WEIGHTS:
-        raise FitError(f"bootstrap_weights must be one of {BOOTSTRAP_WEIGHTS}, not {bootstrap_weights!r}")
+    if bootstrap_scheme not in BOOTSTRAP_SCHEMES:
+        raise FitError(f"bootstrap_scheme must be one of {BOOTSTRAP_SCHEMES}, not {bootstrap_scheme!r}")
     settings = settings or OptimiserSettings()
     free = free_parameters(law, fix, tie)
     points = _validated_points(law, data, free)
@@ -133,20 +136,24 @@ def fit(
     success, message = _verdict(search, polished, free, settings)
     theta = free.expand(polished.z[None])
 
+    scheme = _bootstrap_scheme(bootstrap_scheme, by_run, objective.loss)
     interval_method, issue, n_units = "none", None, 0
     draws = pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"])
     if bootstrap:
         rng = np.random.default_rng(seed)
         groups = points["run_id"].to_numpy() if by_run else None
         n_units = points["run_id"].nunique() if by_run else len(points)
-        counts = resample_weights(len(points), bootstrap, rng, groups, bootstrap_weights)
-        refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
+        if scheme == "residual":
+            counts, shifts = np.ones((bootstrap, len(points))), residual_shifts(objective, polished.z, bootstrap, rng)
+        else:
+            counts, shifts = resample_weights(len(points), bootstrap, rng, groups, scheme), None
+        refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins, shifts=shifts)
         draws = reported_frame(law, free.expand(refits.z))
         draws["objective"] = refits.objective
         draws["converged"] = refits.converged
-        interval_method = "bootstrap-run" if by_run else "bootstrap-point"
+        interval_method = "bootstrap-residual" if scheme == "residual" else "bootstrap-run" if by_run else "bootstrap-point"
         issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)],
-                                     bootstrap_weights)
+                                     scheme)
 
     params = reported_frame(law, theta).iloc[0]
     residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
@@ -172,7 +179,7 @@ def fit(
         seed=seed,
         ranges=fitted_ranges(points),
         n_units=n_units,
-        bootstrap_weights=bootstrap_weights if bootstrap else "",
+        bootstrap_scheme=scheme if bootstrap else "",
         interval_issue=issue,
         tied=tuple(name for name in free.names if "=" in name),
     )
@@ -298,6 +305,18 @@ def _verdict(
             f"relative gradient {polished.stationarity:.1g})"
         )
     return True, scipy_message
+
+
+def _bootstrap_scheme(requested: str, by_run: bool, loss: Loss) -> str:
+    if requested == "residual":
+        if by_run:
+            raise FitError("bootstrap_scheme='residual' resamples points, but runs here hold several points "
+                           "(not independent): use 'bayesian' (whole runs reweighted) or resample='point'")
+        if not loss.log_space:
+            raise FitError("bootstrap_scheme='residual' needs a loss on log L ('huber' or 'mse_log')")
+    if requested != "auto":
+        return requested
+    return "residual" if not by_run and loss.log_space else "bayesian"
 
 
 def _resample_by_run(resample: str | None, points: pd.DataFrame) -> bool:

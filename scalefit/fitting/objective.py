@@ -107,20 +107,23 @@ class Objective:
         log_pred = self.law.log_predict(self.free.expand(z), self.inputs)
         return self._residuals(log_pred, z.dtype)
 
-    def residuals_jacobian(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def residuals_jacobian(self, z: np.ndarray, shifts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Residuals (starts, points) and the Jacobian of the *prediction* (free, starts, points).
 
         The prediction is ``log L̂`` for log-space losses and ``L̂`` for ``mse``, so that
-        ``d residual / dz = −jacobian``.
+        ``d residual / dz = −jacobian``. ``shifts`` (starts, points), optional, are added to the observed
+        ``log L`` of each start's row (wild-bootstrap replicates).
         """
         log_pred, jacobian = self.law.log_predict_jacobian(self.free.expand(z), self.inputs)
         jacobian = self.free.reduce_jacobian(jacobian)
         if not self.loss.log_space:
             jacobian = jacobian * np.exp(log_pred)
-        return self._residuals(log_pred, z.dtype), jacobian
+        return self._residuals(log_pred, z.dtype, shifts), jacobian
 
-    def _residuals(self, log_pred: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def _residuals(self, log_pred: np.ndarray, dtype: np.dtype, shifts: np.ndarray | None = None) -> np.ndarray:
         observed = self.log_loss.astype(dtype)
+        if shifts is not None:
+            observed = observed + shifts.astype(dtype)
         if self.loss.log_space:
             return np.subtract(observed, log_pred, out=log_pred)
         return np.exp(observed) - np.exp(log_pred)

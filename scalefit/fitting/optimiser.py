@@ -138,6 +138,7 @@ def damped_gauss_newton(
     *,
     max_iterations: int,
     weights: np.ndarray | None = None,
+    shifts: np.ndarray | None = None,
     dtype: type = np.float64,
     ftol: float = 1e-10,
     outlier_weight: float = 1.0,
@@ -160,6 +161,9 @@ def damped_gauss_newton(
     weights
         Optional (starts, points) weights multiplying the objective's point weights, one row per start
         (bootstrap replicates).
+    shifts
+        Optional (starts, points) shifts of the observed ``log L``, one row per start (wild-bootstrap
+        replicates: each start fits its own data).
     dtype
         Working precision (``np.float32`` for exploration).
     ftol
@@ -189,6 +193,7 @@ def damped_gauss_newton(
         rows = slice(first, first + block)
         _run_block(
             objective, result, rows, None if weights is None else weights[rows],
+            None if shifts is None else shifts[rows],
             max_iterations=max_iterations, dtype=dtype, ftol=ftol, outlier_weight=outlier_weight,
             stop_when_converged=stop_when_converged,
         )
@@ -200,6 +205,7 @@ def _run_block(
     result: LocalFits,
     rows: slice,
     extra_weights: np.ndarray | None,
+    extra_shifts: np.ndarray | None,
     *,
     max_iterations: int,
     dtype: type,
@@ -212,9 +218,10 @@ def _run_block(
     z = np.clip(result.z[rows].astype(dtype), lower, upper)
     active = np.arange(rows.start, rows.start + len(z))
     extra = None if extra_weights is None else np.asarray(extra_weights, dtype=dtype)
+    shift = None if extra_shifts is None else np.asarray(extra_shifts, dtype=dtype)
     base = objective.point_weights.astype(dtype)
     with np.errstate(all="ignore"):
-        residuals, jacobian = objective.residuals_jacobian(z)
+        residuals, jacobian = objective.residuals_jacobian(z, shift)
         value = objective.value(residuals, extra)
         damping = np.full(len(z), _LAMBDA_START, dtype=dtype)
         finished = ~np.isfinite(value)  # a start where the law overflows is abandoned at once
@@ -226,13 +233,14 @@ def _run_block(
                 active, z, residuals, value, damping = (a[keep] for a in (active, z, residuals, value, damping))
                 jacobian = jacobian[:, keep]
                 extra = None if extra is None else extra[keep]
+                shift = None if shift is None else shift[keep]
                 if not len(active):
                     break
             step = _gauss_newton_step(
                 objective.loss, residuals, jacobian, base if extra is None else base * extra, damping, outlier_weight
             )
             trial = np.clip(z + step, lower, upper)
-            trial_residuals, trial_jacobian = objective.residuals_jacobian(trial)
+            trial_residuals, trial_jacobian = objective.residuals_jacobian(trial, shift)
             trial_value = objective.value(trial_residuals, extra)
             accept = trial_value < value
             converged = np.where(accept, value - trial_value <= ftol * value, damping >= _LAMBDA_MAX)

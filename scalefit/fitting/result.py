@@ -64,7 +64,8 @@ class FitResult(ReasonedStatus, Result):
         quantities (e.g. ``x0`` for :class:`~scalefit.laws.PowerLaw`). Fixed parameters appear at their
         fixed value.
     interval_method
-        ``"bootstrap-run"`` (whole runs resampled), ``"bootstrap-point"`` or ``"none"``.
+        ``"bootstrap-residual"`` (smoothed residuals added to the fit), ``"bootstrap-run"`` (whole runs
+        reweighted), ``"bootstrap-point"`` (points reweighted) or ``"none"``.
     success, message
         Whether the optimum can be trusted, and why: scipy L-BFGS-B's message for the final polish, prefixed
         by our own reason when we overrule it (no start converged, not stationary, a parameter on a bound).
@@ -94,8 +95,9 @@ class FitResult(ReasonedStatus, Result):
         ``{column: (min, max)}`` of ``params``, ``tokens``, ``flops`` among the fitted points.
     n_units
         Resampling units of the bootstrap (runs or points).
-    bootstrap_weights
-        ``"bayesian"`` or ``"multinomial"`` (see :mod:`scalefit.fitting.bootstrap`); ``""`` without one.
+    bootstrap_scheme
+        ``"residual"``, ``"bayesian"`` or ``"multinomial"`` (see :mod:`scalefit.fitting.bootstrap`); ``""``
+        without one.
     interval_issue
         Why the bootstrap cannot identify intervals (too few units, too few distinct refits, too few values
         of an input), or None. Intervals are then NaN and the result is suspect.
@@ -134,7 +136,7 @@ class FitResult(ReasonedStatus, Result):
     seed: int = 0
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     n_units: int = 0
-    bootstrap_weights: str = "multinomial"
+    bootstrap_scheme: str = "multinomial"
     interval_issue: str | None = None
     extrapolation_error: ExtrapolationError | None = None
     selection: dict | None = None
@@ -271,8 +273,8 @@ class FitResult(ReasonedStatus, Result):
         if self.interval_method == "none":
             return "none (bootstrap=0)"
         converged = len(self.draws) - self.n_failed_refits
-        weights = f", {self.bootstrap_weights} weights" if self.bootstrap_weights else ""
-        line = (f"{self.interval_method}{weights} over {self.n_units} units, {converged} of {len(self.draws)} "
+        scheme = f" ({self.bootstrap_scheme})" if self.bootstrap_scheme and self.bootstrap_scheme not in self.interval_method else ""
+        line = (f"{self.interval_method}{scheme} over {self.n_units} units, {converged} of {len(self.draws)} "
                 f"refits converged ({self.n_failed_refits} failed); {level_label(level)}")
         return line + (" — NOT IDENTIFIED" if self.interval_issue else "")
 
@@ -330,7 +332,7 @@ class FitResult(ReasonedStatus, Result):
             "n_converged": self.n_converged, "n_best_basin": self.n_best_basin, "n_free": self.n_free,
             "fixed": self.fixed, "tied": list(self.tied), "seed": self.seed, "flops_convention": self.flops_convention,
             "ranges": {k: list(v) for k, v in self.ranges.items()},
-            "bootstrap": {"n_units": self.n_units, "n_refits": len(self.draws), "weights": self.bootstrap_weights,
+            "bootstrap": {"n_units": self.n_units, "n_refits": len(self.draws), "scheme": self.bootstrap_scheme,
                           "n_failed": self.n_failed_refits},
             "residual_scale": float(np.sqrt(np.mean(self.residuals.to_numpy() ** 2))),
             "aic": self.aic(), "bic": self.bic(),
@@ -378,7 +380,7 @@ class FitResult(ReasonedStatus, Result):
             residuals=pd.Series(doc["residuals"], dtype=float), flops_convention=doc.get("flops_convention"),
             n_free=int(doc["n_free"]), fixed=dict(doc.get("fixed") or {}), level=level,
             seed=int(doc.get("seed", 0)), ranges={k: tuple(v) for k, v in (doc.get("ranges") or {}).items()},
-            n_units=int(bootstrap.get("n_units", 0)), bootstrap_weights=bootstrap.get("weights", "multinomial"),
+            n_units=int(bootstrap.get("n_units", 0)), bootstrap_scheme=bootstrap.get("scheme", bootstrap.get("weights", "multinomial")),
             interval_issue=doc.get("interval_issue"),
             extrapolation_error=None if error is None else ExtrapolationError.from_dict(error),
             selection=doc.get("selection"), notes=tuple(doc.get("fit_notes") or ()),

@@ -3,7 +3,8 @@
 Step 1 fits a loss law from :mod:`scalefit.laws` (Chinchilla's joint law in N and D, or a power law in
 compute) to the intermediate (a task's bits per byte, the general loss, or a log-perplexity); step 2 fits
 :class:`~scalefit.laws.sigmoid.Sigmoid` from the intermediate to the accuracy, on every checkpoint. Both are
-fitted by :func:`scalefit.fitting.fit` with ``resample="run"`` and the same seed on the same set of runs, so
+fitted by :func:`scalefit.fitting.fit` with ``resample="run"``, the same weight scheme (Bayesian weights per
+run; the residual bootstrap would not pair the steps) and the same seed on the same set of runs, so
 bootstrap draw ``i`` of both steps refits the *same* resample of runs: chaining draw ``i`` of step 1 into
 draw ``i`` of step 2 is one bootstrap over runs carried through both steps.
 """
@@ -18,6 +19,9 @@ import pandas as pd
 from scalefit.errors import FitError
 from scalefit.fitting import FitResult, fit
 from scalefit.laws import Chinchilla, PowerLaw
+
+#: Both steps reweight the same runs with the same draws, so that draw i of step 1 feeds draw i of step 2.
+PAIRED_SCHEME = "bayesian"
 from scalefit.laws.base import Law
 from scalefit.laws.sigmoid import Sigmoid
 
@@ -92,7 +96,8 @@ def fit_step1(points: pd.DataFrame, law_name: str, *, bootstrap: int, seed: int,
     final = points.groupby("run_id")["tokens"].transform("max")
     used = points[(points["tokens"] >= min_fraction * final) & points["intermediate"].notna()]
     data = used[["run_id", "params", "tokens", "flops"]].assign(loss=used["intermediate"].to_numpy())
-    return fit(step1_law(law_name), data, bootstrap=bootstrap, resample="run", seed=seed)
+    return fit(step1_law(law_name), data, bootstrap=bootstrap, resample="run",
+               bootstrap_scheme=PAIRED_SCHEME, seed=seed)
 
 
 def fit_sigmoid(points: pd.DataFrame, x: str, chance: float | None, *, bootstrap: int, seed: int,
@@ -103,7 +108,8 @@ def fit_sigmoid(points: pd.DataFrame, x: str, chance: float | None, *, bootstrap
     law = sigmoid_for(used[x].to_numpy(), column=x, log_x=log_x, increasing=increasing)
     data = used[["run_id", x]].assign(loss=used["acc"].to_numpy())
     fix = None if chance is None else {"floor": chance}
-    return fit(law, data, loss="mse", fix=fix, bootstrap=bootstrap, resample="run", seed=seed)
+    return fit(law, data, loss="mse", fix=fix, bootstrap=bootstrap, resample="run",
+               bootstrap_scheme=PAIRED_SCHEME, seed=seed)
 
 
 def chain(step1: FitResult, step2: FitResult, targets: pd.DataFrame, points: pd.DataFrame,
