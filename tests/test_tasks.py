@@ -147,11 +147,12 @@ def test_chained_interval_widens_when_step1_is_weakly_identified():
 def test_both_steps_resample_the_same_runs_in_each_draw():
     """The chain pairs draw i of step 1 with draw i of step 2: the engine's run resampling depends only on the
     seed and the set of runs, not on how many points each run has in either step."""
-    from scalefit.fitting.bootstrap import BOOTSTRAP_WEIGHTS, resample_weights
+    from scalefit.fitting.bootstrap import resample_weights
+    from scalefit.tasks.chain import PAIRED_SCHEME
 
     runs = np.array(["a", "b", "c", "d", "e"])
     step1_points, step2_points = np.repeat(runs, 3), np.tile(runs[::-1], 7)
-    for scheme in BOOTSTRAP_WEIGHTS:
+    for scheme in (PAIRED_SCHEME, "multinomial"):
         counts1 = resample_weights(len(step1_points), 50, np.random.default_rng(4), step1_points, scheme)
         counts2 = resample_weights(len(step2_points), 50, np.random.default_rng(4), step2_points, scheme)
         per_run1 = counts1[:, [list(step1_points).index(r) for r in runs]]
