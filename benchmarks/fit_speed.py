@@ -90,11 +90,12 @@ def phase_breakdown(points: pd.DataFrame, n_bootstrap: int) -> dict[str, float]:
     marks.append(time.perf_counter())
     polished = polish(objective, search.best, settings)
     marks.append(time.perf_counter())
-    counts = resample_weights(len(points), n_bootstrap, np.random.default_rng(0))  # the fit's default weights
+    # the fit's default here: Epoch's residuals trend with N and D (residual_structure), so points are reweighted
+    counts = resample_weights(len(points), n_bootstrap, np.random.default_rng(0))
     refit_replicates(objective, polished.z, counts, settings, restarts=search.basins)
     marks.append(time.perf_counter())
     names = ("multi-start (explore, prune, converge)", "polish (L-BFGS-B + Gauss-Newton)",
-             f"{n_bootstrap} bootstrap refits (Bayesian weights)")
+             f"{n_bootstrap} bootstrap refits (Bayesian weights, auto's choice on these points)")
     return dict(zip(names, np.diff(marks)))
 
 

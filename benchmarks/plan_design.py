@@ -10,10 +10,12 @@ data sets are simulated from the truth (log-normal noise σ = 1 %), the joint la
   intervals as not identified), and ``mean cov``: how often it covers the true loss (a missing interval covers
   nothing);
 - ``plan w`` and ``plan cov``: the same for the 95 % planning interval, with the extrapolation error per decade
-  set to the planner's κ (1.5 %, as if a backtest had measured it: a rollout per refit would cost 3× the
-  benchmark) at the fit's own distance d (largest of the N, D, C decades), covering a new run at the target
-  (true loss × one draw of the run noise). The synthetic law has no model error, so its extrapolation term is
-  pure margin and the planning interval is expected to over-cover;
+  set to the planner's κ (1.5 %, as if a backtest had measured it) at the fit's own distance d (largest of the
+  N, D, C decades), covering a new run at the target (true loss × one draw of the run noise). With
+  ``--rollout`` the error per decade is measured per data set, as ``scalefit fit`` does (an expanding-window
+  rollout of the same law, :func:`scalefit.selection.rollout`; κ where the design has too few sizes for one),
+  so a design that extrapolates worse in its own windows pays for it; about 3× the cost. The synthetic law
+  has no model error, so the extrapolation term is margin and the planning interval is expected to over-cover;
 - ``rmse``: root-mean-square error of log L̂ at the target, and ``2·1.96·rmse``, the width a calibrated 95 %
   interval of the mean would have (``calib w``);
 - ``model w``: the planner's own prediction of the 95 % planning width (parameters by simulated refits, a new
@@ -27,6 +29,7 @@ Run by hand (about 12 minutes with 40 data sets on two loaded cores)::
 
     python benchmarks/plan_design.py               # prints one row per (truth, target, budget, design)
     python benchmarks/plan_design.py --seeds 40
+    python benchmarks/plan_design.py --seeds 40 --rollout   # planning intervals as scalefit fit makes them
     python benchmarks/plan_design.py --seeds 100 --bootstrap 0 --oracle     # errors only, against the bound
 """
 
@@ -44,6 +47,7 @@ from scalefit.fitting import ExtrapolationError, fit
 from scalefit.laws import Chinchilla
 from scalefit.plan import design_runs
 from scalefit.plan.design import DEFAULT_KAPPA
+from scalefit.selection import rollout
 
 #: Synthetic truths: (name, parameters, target (N, D), budget as a share of the target's 6ND).
 SETTINGS = (
@@ -58,7 +62,7 @@ SIGMA = 0.01
 Z95 = stats.norm.ppf(0.975)
 
 
-def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: int) -> dict:
+def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: int, measured: bool = False) -> dict:
     law = Chinchilla()
     point = pd.DataFrame({"params": [target[0]], "tokens": [target[1]]})
     true_loss = law.predict(truth, point)[0]
@@ -70,7 +74,12 @@ def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: i
         data = design[["params", "tokens"]].assign(run_id=[f"r{i}" for i in range(len(design))])
         data["loss"] = law.predict(truth, data) * np.exp(rng.normal(0.0, SIGMA, len(data)))
         new_run = true_loss * np.exp(rng.normal(0.0, SIGMA))
-        result = replace(fit(law, data, bootstrap=bootstrap, seed=seed), extrapolation_error=assumed)
+        result = fit(law, data, bootstrap=bootstrap, seed=seed)
+        error = None
+        if measured:
+            rolled = rollout(data, lambda train: fit(law, train, bootstrap=0, seed=seed), "joint")
+            error = rolled.extrapolation_error()
+        result = replace(result, extrapolation_error=error or assumed)
         band = result.predict(point).iloc[0]
         mean_w.append(np.log(band["mean_hi"] / band["mean_lo"]))  # NaN when the fit says "not identified"
         plan_w.append(np.log(band["plan_hi"] / band["plan_lo"]))
@@ -96,6 +105,8 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true",
                         help="add the design that is optimal (linearised criterion) at the truth itself: a bound on "
                              "what any design could gain, not something a user could plan")
+    parser.add_argument("--rollout", action="store_true",
+                        help="measure the planning interval's error per decade by a rollout on each data set")
     args = parser.parse_args()
     rows = []
     for name, truth, target, fraction in SETTINGS:
@@ -113,11 +124,12 @@ def main() -> None:
                          "design": design_name, "runs": len(design), "flops": design["flops"].sum(),
                          "model w": 2 * Z95 * np.sqrt(sum(parts.values())),
                          "model mean w": 2 * Z95 * np.sqrt(parts["parameters"]),
-                         **evaluate(design, truth, target, args.seeds, args.bootstrap), "plan s": seconds})
+                         **evaluate(design, truth, target, args.seeds, args.bootstrap, args.rollout), "plan s": seconds})
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.float_format", "{:.3g}".format):
         print(f"{args.seeds} simulated data sets per design, {args.bootstrap} bootstrap refits each, "
-              f"{args.refits} simulated refits per shortlisted design; widths are log(hi/lo) of 95 % intervals")
+              f"{args.refits} simulated refits per shortlisted design; widths are log(hi/lo) of 95 % intervals; "
+              f"error per decade {'measured by a rollout per data set' if args.rollout else 'the planner κ'}")
         print(table.to_string(index=False))
         ratio = table.pivot_table(index=["truth", "target D", "budget/C*"], columns="design",
                                   values=["mean w", "plan w", "calib w", "rmse", "model w"])

@@ -12,7 +12,7 @@ from scipy.special import huber
 
 from scalefit.errors import FitError
 from scalefit.fitting import FitResult, fit
-from scalefit.fitting.bootstrap import residual_shifts
+from scalefit.fitting.bootstrap import residual_shifts, residual_structure
 from scalefit.fitting.objective import Loss, Objective
 from scalefit.fitting.parameters import free_parameters
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
@@ -144,6 +144,31 @@ def test_residual_bootstrap_draws_noise_of_the_true_size(size_token_grid):
     assert noise.std() == pytest.approx(0.01, rel=0.2)
     assert abs(np.median(noise)) < 0.001
     assert noise.shape == (2000, len(points)) and len(np.unique(noise)) == noise.size  # smoothed: no ties
+
+
+def test_residual_structure_flags_a_misfit_and_uneven_noise_but_not_plain_noise():
+    rng = np.random.default_rng(0)
+    inputs = np.array([(n, d) for n in np.geomspace(1e7, 1e10, 8) for d in np.geomspace(1e9, 1e11, 6)])
+    u = np.log(inputs[:, 0]) - np.log(inputs[:, 0]).mean()
+    false_alarms = sum(residual_structure(rng.normal(0, 0.01, len(inputs)), inputs) is not None for _ in range(200))
+    assert false_alarms <= 8  # a 1 % test twice: about 4 of 200 expected
+    bend = 0.004 * (u / u.std()) ** 2 + rng.normal(0, 0.003, len(inputs))
+    assert residual_structure(bend, inputs).startswith("misfit")
+    uneven = rng.normal(0, 1, len(inputs)) * 0.01 * np.exp(0.5 * u)
+    assert residual_structure(uneven, inputs).startswith("uneven noise")
+
+
+def test_auto_scheme_reweights_when_the_law_misfits(size_token_grid):
+    """Data from Chinchilla's law times a term in log N · log D, which its sum of separate terms cannot follow:
+    auto must not resample the residuals (they are not noise), and must say why."""
+    points = draw_points(Chinchilla(), CHINCHILLA_TRUTH, size_token_grid, sigma=0.003, seed=2)
+    u_n, u_d = (np.log(points[c]) - np.log(points[c]).mean() for c in ("params", "tokens"))
+    bent = points.assign(loss=points["loss"] * np.exp(0.01 * u_n / u_n.std() * u_d / u_d.std()))
+    result = fit(Chinchilla(), bent, starts=SMALL_GRID, bootstrap=50)
+    assert result.bootstrap_scheme == "bayesian" and result.interval_method == "bootstrap-point"
+    assert any(note.startswith("bootstrap: points reweighted") and "misfit" in note for note in result.notes)
+    plain = fit(Chinchilla(), points, starts=SMALL_GRID, bootstrap=50)
+    assert plain.bootstrap_scheme == "residual" and not plain.notes
 
 
 # --- fixing and tying ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from scalefit.fitting.bootstrap import (
     refit_replicates,
     resample_weights,
     residual_shifts,
+    residual_structure,
 )
 from scalefit.fitting.extrapolation import fitted_ranges
 from scalefit.fitting.objective import LOSSES, Loss, Objective
@@ -136,10 +137,10 @@ def fit(
     success, message = _verdict(search, polished, free, settings)
     theta = free.expand(polished.z[None])
 
-    scheme = _bootstrap_scheme(bootstrap_scheme, by_run, objective.loss)
-    interval_method, issue, n_units = "none", None, 0
+    interval_method, issue, n_units, scheme, scheme_note = "none", None, 0, "", ""
     draws = pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"])
     if bootstrap:
+        scheme, scheme_note = _bootstrap_scheme(bootstrap_scheme, by_run, objective, polished.z)
         rng = np.random.default_rng(seed)
         groups = points["run_id"].to_numpy() if by_run else None
         n_units = points["run_id"].nunique() if by_run else len(points)
@@ -179,9 +180,10 @@ def fit(
         seed=seed,
         ranges=fitted_ranges(points),
         n_units=n_units,
-        bootstrap_scheme=scheme if bootstrap else "",
+        bootstrap_scheme=scheme,
         interval_issue=issue,
         tied=tuple(name for name in free.names if "=" in name),
+        notes=(scheme_note,) if scheme_note else (),
     )
 
 
@@ -307,16 +309,23 @@ def _verdict(
     return True, scipy_message
 
 
-def _bootstrap_scheme(requested: str, by_run: bool, loss: Loss) -> str:
+def _bootstrap_scheme(requested: str, by_run: bool, objective: Objective, optimum: np.ndarray) -> tuple[str, str]:
+    """The scheme to use and, when ``auto`` passed over residuals for a reason, a note saying why."""
     if requested == "residual":
         if by_run:
             raise FitError("bootstrap_scheme='residual' resamples points, but runs here hold several points "
                            "(not independent): use 'bayesian' (whole runs reweighted) or resample='point'")
-        if not loss.log_space:
+        if not objective.loss.log_space:
             raise FitError("bootstrap_scheme='residual' needs a loss on log L ('huber' or 'mse_log')")
     if requested != "auto":
-        return requested
-    return "residual" if not by_run and loss.log_space else "bayesian"
+        return requested, ""
+    if by_run or not objective.loss.log_space:
+        return "bayesian", ""
+    structure = residual_structure(objective.residuals(optimum[None])[0], objective.inputs)
+    if structure:
+        return "bayesian", (f"bootstrap: points reweighted (Bayesian weights) rather than residuals resampled: "
+                            f"{structure}; reweighting stays valid there, but its intervals run wide")
+    return "residual", ""
 
 
 def _resample_by_run(resample: str | None, points: pd.DataFrame) -> bool:
