@@ -83,8 +83,8 @@ def _add_fit(subparsers) -> None:
                         default="auto",
                         help="residual: the fit plus smoothed residuals (calibrated for the near-L1 Huber fit); "
                              "bayesian: Exp(1) weights per run or point; multinomial: resampling with "
-                             "replacement (Epoch's); auto (default): residual for one point per run, "
-                             "bayesian for runs with curves")
+                             "replacement (Epoch's); auto (default): residual for one point per run whose "
+                             "residuals show no misfit or uneven noise, else bayesian")
     parser.add_argument("--holdout-largest", type=int, default=1, metavar="K",
                         help="backtest: refit without the K largest sizes and predict them (default 1; 0: off)")
     parser.add_argument("--budgets", type=floats, metavar="C1,C2,...",

@@ -2,10 +2,11 @@
 
 Three schemes. ``"residual"``: replicate data are the fit plus noise drawn from a kernel-smoothed
 distribution of its residuals (:func:`residual_shifts`; De Angelis, Hall & Young 1993, for L1 regression),
-the default when every resampling unit is one point. ``"bayesian"``: every unit (point, or run when runs hold
+the default when every resampling unit is one point and the residuals look like noise
+(:func:`residual_structure`). ``"bayesian"``: every unit (point, or run when runs hold
 several points) gets a continuous Exp(1) weight normalised to mean 1 (Rubin's 1981 Bayesian bootstrap, Jin,
 Ying & Wei's 2001 perturbation of the minimand), the default for runs with curves, whose points are not
-independent. ``"multinomial"``: Efron's resampling with replacement as integer multiplicities (Epoch's
+independent, and for residuals that show a misfit or uneven noise. ``"multinomial"``: Efron's resampling with replacement as integer multiplicities (Epoch's
 choice). A replicate is then the original objective with shifted observations or extra point weights.
 Why residuals by default: with residuals of 1–2 %, Huber's δ = 1e-3 makes the fit close to least absolute
 deviations, and reweighting such a fit gives intervals too wide by about 12 % (nominal 90 % covered 94 % of

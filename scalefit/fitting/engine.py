@@ -87,8 +87,10 @@ def fit(
         ``"residual"`` (the fit plus smoothed residuals: calibrated for this near-L1 objective),
         ``"bayesian"`` (continuous Exp(1) weights per run or point), ``"multinomial"`` (Efron's resampling
         with replacement, as Epoch's replication) or ``"auto"``: ``"residual"`` when every resampling unit
-        is one point and the loss is on log L, else ``"bayesian"`` (runs with curves: their points are not
-        independent, and whole runs are reweighted). See :mod:`scalefit.fitting.bootstrap`.
+        is one point, the loss is on log L and the residuals pass
+        :func:`~scalefit.fitting.bootstrap.residual_structure` (no misfit, even noise), else ``"bayesian"``
+        (runs with curves are reweighted whole; a note says when the residuals failed a test). See
+        :mod:`scalefit.fitting.bootstrap`.
     seed
         Seed for the bootstrap (the same inputs give the same result).
     flops_convention
