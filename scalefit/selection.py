@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from scalefit.errors import FitError
 from scalefit.fitting import ExtrapolationError, FitResult, extrapolation_distance, fit
@@ -109,6 +110,7 @@ class Rollout:
         if not len(p):
             return None
         return ExtrapolationError.from_rollout(p["log_residual"], p["decades"], p["noise"], law=self.name,
+                                               prediction_sd=p["prediction_sd"],
                                                n_windows=int(p["window"].nunique()))
 
 
@@ -134,6 +136,7 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             continue
         window["flag"] = "" if result.success else result.message
         band = result.predict(target, level=level)
+        z = float(stats.norm.ppf(0.5 + level / 2))
         decades = extrapolation_distance(result, target)["decades"].to_numpy(float)
         actual = target["loss"].to_numpy(float)
         predicted = band["mean"].to_numpy(float)
@@ -143,11 +146,12 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             "obs_hi": band["obs_hi"].to_numpy(float), "rel_error": (predicted - actual) / actual,
             "log_residual": np.log(actual / predicted), "decades": decades,
             "noise": float(np.sqrt(np.mean(result.residuals.to_numpy() ** 2))),
+            "prediction_sd": np.log(band["mean_hi"] / band["mean_lo"]).to_numpy(float) / (2 * z),
         }))
         windows.append(window | {"decades": float(decades.mean()), "error": float(np.mean(np.abs(rows[-1]["rel_error"])))})
     predictions = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["window", "params", "tokens", "actual", "predicted", "obs_lo", "obs_hi", "rel_error",
-                 "log_residual", "decades", "noise"])
+                 "log_residual", "decades", "noise", "prediction_sd"])
     return Rollout(name, predictions, pd.DataFrame(windows))
 
 

@@ -91,11 +91,16 @@ class ExtrapolationError:
     with ``z ~ N(0, 1)``, ``d`` the target's distance in decades (:func:`extrapolation_distance`) and
     ``s = per_decade``::
 
-        s² = mean_i max(r_i² − σ_w(i)², 0) / d_i²
+        s² = max(mean_i (r_i² − σ_w(i)² − v_i) / d_i², 0)
 
     over the rollout's held-out points ``i`` (``r_i``: log residual of the held-out loss against the window
     fit's prediction; ``d_i``: its distance beyond that window's data, at least ``min_decades``; ``σ_w``: the
-    window fit's RMS log residual, the run noise already in the new-run interval).
+    window fit's RMS log residual, the run noise already in the new-run interval; ``v_i``: the variance of the
+    window fit's own log prediction there, from its bootstrap — parameter uncertainty, which the full fit's
+    bootstrap already carries at its own, smaller, size). What is left is the error the law's form adds when
+    it extrapolates: 0 for a law that is right, however few sizes a window holds. The mean is taken before
+    the floor at 0 (a moment estimate): flooring each point first would count every point's chance excess
+    over its expected error as extrapolation error.
 
     Attributes
     ----------
@@ -118,14 +123,16 @@ class ExtrapolationError:
 
     @classmethod
     def from_rollout(cls, residuals, decades, noise, law: str, n_windows: int,
-                     min_decades: float = 0.05) -> ExtrapolationError:
-        """Estimate ``s`` from held-out log residuals, their distances and their windows' noise scale."""
+                     min_decades: float = 0.05, prediction_sd=None) -> ExtrapolationError:
+        """Estimate ``s`` from held-out log residuals, their distances, their windows' noise scale and (when
+        the windows were bootstrapped) the standard deviation of each window's log prediction."""
         r, d, sigma = (np.asarray(v, dtype=float) for v in (residuals, decades, noise))
+        spread = np.zeros_like(r) if prediction_sd is None else np.nan_to_num(np.asarray(prediction_sd, dtype=float))
         keep = np.isfinite(r) & np.isfinite(d) & np.isfinite(sigma)
-        r, d, sigma = r[keep], np.maximum(d[keep], min_decades), sigma[keep]
+        r, d, sigma, spread = r[keep], np.maximum(d[keep], min_decades), sigma[keep], spread[keep]
         if not len(r):
             raise ValueError("no held-out points to measure the extrapolation error on")
-        per_decade = math.sqrt(float(np.mean(np.maximum(r**2 - sigma**2, 0.0) / d**2)))
+        per_decade = math.sqrt(max(float(np.mean((r**2 - sigma**2 - spread**2) / d**2)), 0.0))
         return cls(per_decade, len(r), int(n_windows), float(d.max()), law, min_decades)
 
     def log_sd(self, decades) -> np.ndarray:
