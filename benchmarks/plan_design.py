@@ -13,7 +13,8 @@ data sets are simulated from the truth (log-normal noise σ = 1 %), the joint la
   set to the planner's κ (1.5 %, as if a backtest had measured it) at the fit's own distance d (largest of the
   N, D, C decades), covering a new run at the target (true loss × one draw of the run noise). With
   ``--rollout`` the error per decade is measured per data set, as ``scalefit fit`` does (an expanding-window
-  rollout of the same law, :func:`scalefit.selection.rollout`; κ where the design has too few sizes for one),
+  rollout of the same law with its bootstrap, :func:`scalefit.selection.rollout`; κ where the design has too
+  few sizes for one),
   so a design that extrapolates worse in its own windows pays for it; about 3× the cost. The synthetic law
   has no model error, so the extrapolation term is margin and the planning interval is expected to over-cover;
 - ``rmse``: root-mean-square error of log L̂ at the target, and ``2·1.96·rmse``, the width a calibrated 95 %
@@ -47,7 +48,7 @@ from scalefit.fitting import ExtrapolationError, fit
 from scalefit.laws import Chinchilla
 from scalefit.plan import design_runs
 from scalefit.plan.design import DEFAULT_KAPPA
-from scalefit.selection import rollout
+from scalefit.selection import ROLLOUT_BOOTSTRAP, rollout
 
 #: Synthetic truths: (name, parameters, target (N, D), budget as a share of the target's 6ND).
 SETTINGS = (
@@ -77,7 +78,7 @@ def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: i
         result = fit(law, data, bootstrap=bootstrap, seed=seed)
         error = None
         if measured:
-            rolled = rollout(data, lambda train: fit(law, train, bootstrap=0, seed=seed), "joint")
+            rolled = rollout(data, lambda train: fit(law, train, bootstrap=ROLLOUT_BOOTSTRAP, seed=seed), "joint")
             error = rolled.extrapolation_error()
         result = replace(result, extrapolation_error=error or assumed)
         band = result.predict(point).iloc[0]

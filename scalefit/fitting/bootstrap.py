@@ -6,12 +6,13 @@ the default when every resampling unit is one point and the residuals look like 
 (:func:`residual_structure`). ``"bayesian"``: every unit (point, or run when runs hold
 several points) gets a continuous Exp(1) weight normalised to mean 1 (Rubin's 1981 Bayesian bootstrap, Jin,
 Ying & Wei's 2001 perturbation of the minimand), the default for runs with curves, whose points are not
-independent, and for residuals that show a misfit or uneven noise. ``"multinomial"``: Efron's resampling with replacement as integer multiplicities (Epoch's
-choice). A replicate is then the original objective with shifted observations or extra point weights.
-Why residuals by default: with residuals of 1–2 %, Huber's δ = 1e-3 makes the fit close to least absolute
-deviations, and reweighting such a fit gives intervals too wide by about 12 % (nominal 90 % covered 94 % of
-synthetic truths; Bayesian weights) or more (multinomial), while the smoothed residual bootstrap covers 89–90
-% (``benchmarks/coverage.py``, docs/trust.md). All replicates are refitted together by
+independent, and for residuals that show a misfit or uneven noise. ``"multinomial"``: Efron's resampling
+with replacement as integer multiplicities (Epoch's choice). A replicate is then the original objective with
+shifted observations or extra point weights. Why residuals by default: with residuals of 1–2 %, Huber's
+δ = 1e-3 makes the fit close to least absolute deviations, and reweighting such a fit gives intervals too
+wide by about 12 % (nominal 90 % covered 93–95 % of synthetic truths with Bayesian weights, more with
+multinomial), while the smoothed residual bootstrap covers 88–92 % (``benchmarks/coverage.py``, 1000 data sets
+per design; docs/trust.md). All replicates are refitted together by
 :func:`~scalefit.fitting.optimiser.damped_gauss_newton`, each starting at the full-data optimum and stopping
 on the main fit's convergence test (Efron & Tibshirani 1993, ch. 6 and 13, for the percentile interval). A
 refit that has not converged then restarts from the main fit's other basins; refits that still fail are
