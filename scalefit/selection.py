@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from scalefit.errors import FitError
 from scalefit.fitting import ExtrapolationError, FitResult, extrapolation_distance, fit
@@ -136,7 +136,7 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             continue
         window["flag"] = "" if result.success else result.message
         band = result.predict(target, level=level)
-        z = float(stats.norm.ppf(0.5 + level / 2))
+        z = float(NormalDist().inv_cdf(0.5 + level / 2))
         decades = extrapolation_distance(result, target)["decades"].to_numpy(float)
         actual = target["loss"].to_numpy(float)
         predicted = band["mean"].to_numpy(float)

@@ -29,7 +29,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import f as f_distribution
 
 from scalefit.fitting.objective import Objective
 from scalefit.fitting.optimiser import LocalFits, OptimiserSettings, damped_gauss_newton
@@ -153,6 +152,8 @@ def residual_structure(residuals: np.ndarray, inputs: np.ndarray, level: float =
 def _regression_f_test(response: np.ndarray, design: np.ndarray) -> float:
     """p-value of the overall F test of ``response`` on ``design`` (plus a constant); 1 when it has no power
     (collinear columns are dropped by the rank; fewer than 5 residual degrees of freedom give 1)."""
+    from scipy.stats import f as f_distribution  # not at import: scipy.stats is slow to load (cli startup)
+
     matrix = np.column_stack([np.ones(len(response)), design])
     _, rss, rank, _ = np.linalg.lstsq(matrix, response, rcond=None)
     df_model, df_resid = rank - 1, len(response) - rank
