@@ -78,7 +78,8 @@ def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: i
         result = fit(law, data, bootstrap=bootstrap, seed=seed)
         error = None
         if measured:
-            rolled = rollout(data, lambda train: fit(law, train, bootstrap=ROLLOUT_BOOTSTRAP, seed=seed), "joint")
+            rolled = rollout(data, lambda train, seed=seed: fit(law, train, bootstrap=ROLLOUT_BOOTSTRAP, seed=seed),
+                             "joint")
             error = rolled.extrapolation_error()
         result = replace(result, extrapolation_error=error or assumed)
         band = result.predict(point).iloc[0]

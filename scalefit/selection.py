@@ -125,6 +125,7 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
     n_sizes = int(groups.max()) + 1
     cuts = window_cuts(n_sizes) if cuts is None else list(cuts)
     rows, windows = [], []
+    z = NormalDist().inv_cdf(0.5 + level / 2)  # to read each window's prediction sd off its interval
     for k in cuts:
         train, target = points[groups < k], points[groups >= k]
         window = {"k": k, "largest_fit_params": float(train["params"].max()), "n_targets": len(target),
@@ -136,7 +137,6 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             continue
         window["flag"] = "" if result.success else result.message
         band = result.predict(target, level=level)
-        z = float(NormalDist().inv_cdf(0.5 + level / 2))
         decades = extrapolation_distance(result, target)["decades"].to_numpy(float)
         actual = target["loss"].to_numpy(float)
         predicted = band["mean"].to_numpy(float)

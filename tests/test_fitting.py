@@ -138,7 +138,7 @@ def test_residual_bootstrap_draws_noise_of_the_true_size(size_token_grid):
                           point_weights=np.ones(len(points)), loss=Loss("huber", 1e-3), free=free)
     optimum = free.reduce(law.to_fitted(result.params))[0]
     residuals = objective.residuals(optimum[None])[0]
-    noise = residual_shifts(objective, optimum, 2000, np.random.default_rng(0)) + residuals
+    noise = residual_shifts(residuals, len(free.names), 2000, np.random.default_rng(0)) + residuals
     corrected = np.sqrt(np.sum(residuals**2) / (len(residuals) - 5))
     assert noise.std() == pytest.approx(corrected, rel=0.03)
     assert noise.std() == pytest.approx(0.01, rel=0.2)

@@ -88,7 +88,7 @@ def resample_weights(
     return unit_weights[:, codes]
 
 
-def residual_shifts(objective: Objective, optimum: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+def residual_shifts(residuals: np.ndarray, n_free: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
     """Shifts (draws, points) of the observed ``log L`` that make smoothed residual-bootstrap replicates.
 
     Replicate data are ``log L̂_i + ε*_i`` at the fit ``L̂``: the smoothed bootstrap De Angelis, Hall &
@@ -101,10 +101,9 @@ def residual_shifts(objective: Objective, optimum: np.ndarray, n_draws: int, rng
     denser at zero, where an L1 fit's variance is decided; under least squares the smallest residuals carry
     almost no variance, and dropping them is, to within a percent, the usual ``n − p`` degrees-of-freedom
     correction of the residuals' mean square. Kept, the same bootstrap covered 75–89 % at nominal 90 %. The
-    shift from the observed ``log L_i = log L̂_i + r_i`` is ``ε*_i − r_i``.
+    shift from the observed ``log L_i = log L̂_i + r_i`` is ``ε*_i − r_i``. ``residuals`` are the fit's log
+    residuals ``r``; ``n_free`` is ``p``.
     """
-    residuals = objective.residuals(np.asarray(optimum, dtype=float)[None])[0]
-    n_free = len(objective.free.names)
     pool = residuals[np.argsort(np.abs(residuals))[n_free:]]
     pool = pool - np.median(pool)
     spread = pool.std()
@@ -135,7 +134,6 @@ def residual_structure(residuals: np.ndarray, inputs: np.ndarray, level: float =
     """
     logs = np.log(np.asarray(inputs, dtype=float))
     logs = logs[:, logs.std(axis=0) > 0]
-    n_points = len(residuals)
     if not logs.shape[1]:
         return None
     u = (logs - logs.mean(axis=0)) / logs.std(axis=0)
@@ -155,12 +153,12 @@ def _regression_f_test(response: np.ndarray, design: np.ndarray) -> float:
     from scipy.stats import f as f_distribution  # not at import: scipy.stats is slow to load (cli startup)
 
     matrix = np.column_stack([np.ones(len(response)), design])
-    _, rss, rank, _ = np.linalg.lstsq(matrix, response, rcond=None)
+    coefficients, _, rank, _ = np.linalg.lstsq(matrix, response, rcond=None)
     df_model, df_resid = rank - 1, len(response) - rank
     total = float(np.sum((response - response.mean()) ** 2))
     if df_model < 1 or df_resid < 5 or total == 0:
         return 1.0
-    residual = float(rss[0]) if len(rss) else float(np.sum((response - matrix @ np.linalg.pinv(matrix) @ response) ** 2))
+    residual = float(np.sum((response - matrix @ coefficients) ** 2))
     if residual <= 0:
         return 0.0
     return float(f_distribution.sf((total - residual) / df_model / (residual / df_resid), df_model, df_resid))

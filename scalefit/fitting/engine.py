@@ -139,27 +139,29 @@ def fit(
     success, message = _verdict(search, polished, free, settings)
     theta = free.expand(polished.z[None])
 
+    residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
     interval_method, issue, n_units, scheme, scheme_note = "none", None, 0, "", ""
     draws = pd.DataFrame(columns=[*law.reported_names, *law.derived_names, "objective", "converged"])
     if bootstrap:
-        scheme, scheme_note = _bootstrap_scheme(bootstrap_scheme, by_run, objective, polished.z)
+        scheme, scheme_note = _bootstrap_scheme(bootstrap_scheme, by_run, objective, residuals)
         rng = np.random.default_rng(seed)
         groups = points["run_id"].to_numpy() if by_run else None
         n_units = points["run_id"].nunique() if by_run else len(points)
         if scheme == "residual":
-            counts, shifts = np.ones((bootstrap, len(points))), residual_shifts(objective, polished.z, bootstrap, rng)
+            counts = np.ones((bootstrap, len(points)))
+            shifts = residual_shifts(residuals, len(free.names), bootstrap, rng)
         else:
             counts, shifts = resample_weights(len(points), bootstrap, rng, groups, scheme), None
         refits = refit_replicates(objective, polished.z, counts, settings, restarts=search.basins, shifts=shifts)
         draws = reported_frame(law, free.expand(refits.z))
         draws["objective"] = refits.objective
         draws["converged"] = refits.converged
-        interval_method = "bootstrap-residual" if scheme == "residual" else "bootstrap-run" if by_run else "bootstrap-point"
+        interval_method = ("bootstrap-residual" if scheme == "residual"
+                           else "bootstrap-run" if by_run else "bootstrap-point")
         issue = identification_issue(counts, n_units, "run" if by_run else "point", points[list(law.inputs)],
                                      scheme)
 
     params = reported_frame(law, theta).iloc[0]
-    residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
     return FitResult(
         law=law,
         params=params,
@@ -311,7 +313,9 @@ def _verdict(
     return True, scipy_message
 
 
-def _bootstrap_scheme(requested: str, by_run: bool, objective: Objective, optimum: np.ndarray) -> tuple[str, str]:
+def _bootstrap_scheme(
+    requested: str, by_run: bool, objective: Objective, log_residuals: np.ndarray
+) -> tuple[str, str]:
     """The scheme to use and, when ``auto`` passed over residuals for a reason, a note saying why."""
     if requested == "residual":
         if by_run:
@@ -323,7 +327,7 @@ def _bootstrap_scheme(requested: str, by_run: bool, objective: Objective, optimu
         return requested, ""
     if by_run or not objective.loss.log_space:
         return "bayesian", ""
-    structure = residual_structure(objective.residuals(optimum[None])[0], objective.inputs)
+    structure = residual_structure(log_residuals, objective.inputs)
     if structure:
         return "bayesian", (f"bootstrap: points reweighted (Bayesian weights) rather than residuals resampled: "
                             f"{structure}; reweighting stays valid there, but its intervals run wide")

@@ -112,7 +112,7 @@ class Objective:
 
         The prediction is ``log L̂`` for log-space losses and ``L̂`` for ``mse``, so that
         ``d residual / dz = −jacobian``. ``shifts`` (starts, points), optional, are added to the observed
-        ``log L`` of each start's row (wild-bootstrap replicates).
+        ``log L`` of each start's row (residual-bootstrap replicates).
         """
         log_pred, jacobian = self.law.log_predict_jacobian(self.free.expand(z), self.inputs)
         jacobian = self.free.reduce_jacobian(jacobian)

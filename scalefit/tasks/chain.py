@@ -19,11 +19,11 @@ import pandas as pd
 from scalefit.errors import FitError
 from scalefit.fitting import FitResult, fit
 from scalefit.laws import Chinchilla, PowerLaw
+from scalefit.laws.base import Law
+from scalefit.laws.sigmoid import Sigmoid
 
 #: Both steps reweight the same runs with the same draws, so that draw i of step 1 feeds draw i of step 2.
 PAIRED_SCHEME = "bayesian"
-from scalefit.laws.base import Law
-from scalefit.laws.sigmoid import Sigmoid
 
 STEP1_LAWS = ("chinchilla", "power-flops")
 
