@@ -214,8 +214,11 @@ def select_law(points: pd.DataFrame, candidates: Sequence[Candidate], *, fit_fn:
     scores = {name: r.score for name, r in rollouts.items()}
     chosen = min(scores, key=scores.get)
     if not np.isfinite(scores[chosen]):
+        by_reason: dict[str, list[str]] = {}  # one cause shared by every candidate is said once
+        for n, r in rollouts.items():
+            by_reason.setdefault(r.windows["failed"].iloc[0], []).append(n)
         raise FitError("no candidate law could be fitted on every rollout window: "
-                       + "; ".join(f"{n}: {r.windows['failed'].iloc[0]}" for n, r in rollouts.items()))
+                       + "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()))
     return Selection(chosen, rollouts, fits, _reason(chosen, scores, fits, candidates), _disagreement(rollouts))
 
 

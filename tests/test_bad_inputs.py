@@ -363,6 +363,17 @@ def test_mis_scaled_table_is_fitted_but_flagged_with_the_likely_cause(name, tmp_
     assert len(warnings) == len(set(warnings)), "a warning printed twice"
 
 
+def test_residual_bootstrap_on_curves_is_refused_once_with_what_to_use(tmp_path, monkeypatch):
+    """Runs with several points each cannot resample residuals: exit 2, the reason said once even when every
+    candidate law of the selection hits it, and the scheme to use instead."""
+    monkeypatch.chdir(tmp_path)
+    argv = ("fit", "runs.parquet", "--points", "all", "--bootstrap-scheme", "residual", "--bootstrap", "5",
+            "--holdout-largest", "0")
+    ran = check_case(Case(argv, {"runs.parquet": table_file(ladder)}, says=("several points", "'bayesian'")),
+                     tmp_path)
+    assert ran.err.count("several points") == 1, ran.err
+
+
 def test_library_users_get_the_same_checks_as_python_warnings_and_errors(tmp_path):
     from scalefit.errors import RunsTableError
     from scalefit.plausibility import PlausibilityWarning
