@@ -17,6 +17,8 @@ data sets are simulated from the truth (log-normal noise σ = 1 %), the joint la
   few sizes for one),
   so a design that extrapolates worse in its own windows pays for it; about 3× the cost. The synthetic law
   has no model error, so the extrapolation term is margin and the planning interval is expected to over-cover;
+- ``trusted``: the share of fits that end without a flag (``success``: no parameter on its bound or gone from
+  the fit, converged); the widths and coverages above count every fit, flagged or not;
 - ``rmse``: root-mean-square error of log L̂ at the target, and ``2·1.96·rmse``, the width a calibrated 95 %
   interval of the mean would have (``calib w``);
 - ``model w``: the planner's own prediction of the 95 % planning width (parameters by simulated refits, a new
@@ -69,13 +71,14 @@ def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: i
     true_loss = law.predict(truth, point)[0]
     assumed = ExtrapolationError(per_decade=DEFAULT_KAPPA, n_points=0, n_windows=0, max_decades=np.nan,
                                  law="assumed: the planner's kappa")
-    mean_w, mean_cov, plan_w, plan_cov, errors = [], [], [], [], []
+    mean_w, mean_cov, plan_w, plan_cov, errors, trusted = [], [], [], [], [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         data = design[["params", "tokens"]].assign(run_id=[f"r{i}" for i in range(len(design))])
         data["loss"] = law.predict(truth, data) * np.exp(rng.normal(0.0, SIGMA, len(data)))
         new_run = true_loss * np.exp(rng.normal(0.0, SIGMA))
         result = fit(law, data, bootstrap=bootstrap, seed=seed)
+        trusted.append(result.success)
         error = None
         if measured:
             rolled = rollout(data, lambda train, seed=seed: fit(law, train, bootstrap=ROLLOUT_BOOTSTRAP, seed=seed),
@@ -91,7 +94,7 @@ def evaluate(design: pd.DataFrame, truth: dict, target, seeds: int, bootstrap: i
     rmse = float(np.sqrt(np.mean(np.square(errors))))
     return {"mean w": _median(mean_w), "mean cov": float(np.mean(mean_cov)), "plan w": _median(plan_w),
             "plan cov": float(np.mean(plan_cov)), "rmse": rmse, "calib w": 2 * Z95 * rmse,
-            "given": float(np.mean(np.isfinite(mean_w)))}
+            "given": float(np.mean(np.isfinite(mean_w))), "trusted": float(np.mean(trusted))}
 
 
 def _median(values) -> float:

@@ -81,7 +81,7 @@ class Rollout:
 
     ``predictions``: one row per held-out point and window: ``window`` (k), ``params``, ``tokens``, ``actual``,
     ``predicted``, ``obs_lo``, ``obs_hi``, ``rel_error``, ``log_residual``, ``decades`` (beyond the window's
-    data) and ``noise`` (the window fit's RMS log residual). ``windows``: ``k``, ``largest_fit_params``,
+    data) and ``noise`` (the window fit's run noise, ``sqrt(Σ r² / (n − p))`` of its log residuals). ``windows``: ``k``, ``largest_fit_params``,
     ``n_targets``, ``decades`` (mean over targets), ``error`` (mean |rel. error|), ``failed`` (why the window
     could not be fitted, else empty) and ``flag`` (the fit's message when it is not trusted, e.g. a parameter
     on its bound; its predictions still count: that is how the law extrapolates from that window).
@@ -106,12 +106,23 @@ class Rollout:
         return float(((p["actual"] >= p["obs_lo"]) & (p["actual"] <= p["obs_hi"])).mean()) if len(p) else float("nan")
 
     def extrapolation_error(self) -> ExtrapolationError | None:
+        """The error per decade, measured on the windows whose fit is trusted.
+
+        A flagged window (a parameter on its bound, or one that left the fit) has a bootstrap that cannot
+        leave its corner, so its prediction spread understates its parameter error and the excess would be
+        read as the form's error. Its held-out points are left out (and counted); when every window is
+        flagged they all count, which errs wide.
+        """
         p = self.predictions
         if not len(p):
             return None
-        return ExtrapolationError.from_rollout(p["log_residual"], p["decades"], p["noise"], law=self.name,
-                                               prediction_sd=p["prediction_sd"],
-                                               n_windows=int(p["window"].nunique()))
+        flagged = set(self.windows.loc[self.windows["flag"].astype(bool), "k"])
+        trusted = p[~p["window"].isin(flagged)]
+        used = trusted if len(trusted) else p
+        return ExtrapolationError.from_rollout(used["log_residual"], used["decades"], used["noise"], law=self.name,
+                                               prediction_sd=used["prediction_sd"],
+                                               n_windows=int(used["window"].nunique()),
+                                               n_flagged_windows=len(flagged) if len(trusted) else 0)
 
 
 def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], name: str = "law", *,
@@ -145,7 +156,7 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             "actual": actual, "predicted": predicted, "obs_lo": band["obs_lo"].to_numpy(float),
             "obs_hi": band["obs_hi"].to_numpy(float), "rel_error": (predicted - actual) / actual,
             "log_residual": np.log(actual / predicted), "decades": decades,
-            "noise": float(np.sqrt(np.mean(result.residuals.to_numpy() ** 2))),
+            "noise": _noise_scale(result),
             "prediction_sd": np.log(band["mean_hi"] / band["mean_lo"]).to_numpy(float) / (2 * z),
         }))
         windows.append(window | {"decades": float(decades.mean()), "error": float(np.mean(np.abs(rows[-1]["rel_error"])))})
@@ -153,6 +164,13 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
         columns=["window", "params", "tokens", "actual", "predicted", "obs_lo", "obs_hi", "rel_error",
                  "log_residual", "decades", "noise", "prediction_sd"])
     return Rollout(name, predictions, pd.DataFrame(windows))
+
+
+def _noise_scale(result: FitResult) -> float:
+    """The window fit's run noise, ``sqrt(Σ r² / (n − p))``: its residuals are ``n − p`` degrees of freedom's worth
+    (a fit through 8 points with 5 parameters leaves residuals 0.6× the noise)."""
+    residuals = result.residuals.to_numpy(float)
+    return float(np.sqrt(np.sum(residuals**2) / max(len(residuals) - result.n_free, 1)))
 
 
 @dataclass(frozen=True)

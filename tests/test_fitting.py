@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from scipy.special import huber
 from scalefit.errors import FitError
 from scalefit.fitting import FitResult, fit
 from scalefit.fitting.bootstrap import residual_shifts, residual_structure
+from scalefit.fitting.engine import inert_parameters
 from scalefit.fitting.objective import Loss, Objective
 from scalefit.fitting.parameters import free_parameters
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
@@ -261,6 +263,48 @@ def test_parameter_on_a_bound_is_reported_as_failure_not_as_an_answer():
     result = fit(PowerLaw(), points, bootstrap=0)
     assert not result.success
     assert "e ended on its bound" in result.message
+
+
+def test_a_term_that_vanished_is_reported_as_failure_not_as_an_answer():
+    # No D dependence in the data: the fit sends B·D^-β to zero at every point (here β runs to 2, B·D^-β < 1e-13)
+    # and stops short of any bound, where the objective is flat. That is a bound in effect: flagged, naming b.
+    params = np.repeat(np.logspace(6, 8, 5), 3)
+    points = pd.DataFrame({"params": params, "tokens": params * np.tile([10.0, 20.0, 40.0], 5)})
+    points["loss"] = (1.5 + 100.0 * params**-0.3) * np.exp(np.random.default_rng(0).normal(0.0, 0.005, len(params)))
+    result = fit(Chinchilla(), points, bootstrap=0)
+    assert not result.success
+    assert "b no longer acts on the fit" in result.message and "a term of the law has vanished" in result.message
+
+
+def test_inert_parameters_are_those_whose_move_to_a_bound_changes_no_prediction(chinchilla_points):
+    law = Chinchilla()
+    objective = Objective(law, law.input_array(chinchilla_points), np.log(chinchilla_points["loss"].to_numpy()),
+                          np.ones(len(chinchilla_points)), Loss("huber", 1e-3), free_parameters(law))
+    z = law.to_fitted(pd.Series(CHINCHILLA_TRUTH))[0]  # a, b, e, alpha, beta
+    assert inert_parameters(objective, z) == []
+    vanished = z.copy()
+    vanished[1] = -29.99  # B = e^-29.99: its term is ~1e-13 of the loss; so both b and beta stop acting
+    names = [name for name, _, _ in inert_parameters(objective, vanished)]
+    assert names == ["b", "beta"]
+    assert [bound for _, _, bound in inert_parameters(objective, vanished)] == [-30.0, 0.0]
+    skip = np.array([False, True, False, False, False])  # already reported as on its bound
+    assert [name for name, _, _ in inert_parameters(objective, vanished, skip=skip)] == ["beta"]
+
+
+def test_a_new_run_interval_scales_the_residuals_to_the_noise_of_an_unseen_run(chinchilla_fit):
+    # With every draw at the estimate, the new-run interval is the residuals' quantiles × sqrt(n / (n − p)).
+    draws = chinchilla_fit.draws.copy()
+    for name in chinchilla_fit.params.index:
+        draws[name] = chinchilla_fit.params[name]
+    fixed = replace(chinchilla_fit, draws=draws)
+    point = chinchilla_fit.data.iloc[[0]]
+    band = fixed.predict(point, level=0.9).iloc[0]
+    residuals = chinchilla_fit.residuals.to_numpy()
+    scale = np.sqrt(len(residuals) / (len(residuals) - chinchilla_fit.n_free))
+    rng = np.random.default_rng(chinchilla_fit.seed)
+    noise = rng.choice(residuals, size=(len(draws), 1))[:, 0] * scale
+    expected = band["mean"] * np.exp(np.quantile(noise, [0.05, 0.95]))
+    np.testing.assert_allclose([band["obs_lo"], band["obs_hi"]], expected, rtol=1e-9)
 
 
 # --- the result object -----------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ from scalefit.fitting.parameters import FreeParameters, free_parameters
 from scalefit.fitting.result import FitResult
 from scalefit.laws.base import Law
 
+#: A parameter whose move to its nearest bound changes no predicted log loss by more than this has left the fit
+#: (far below any run's noise, about 1e-2).
+INERT_LOG_CHANGE = 1e-6
+
 
 def fit(
     law: Law,
@@ -136,7 +140,7 @@ def fit(
 
     search = multistart(objective, _start_points(law, free, starts), settings)
     polished = polish(objective, search.best, settings)
-    success, message = _verdict(search, polished, free, settings)
+    success, message = _verdict(search, polished, objective, settings)
     theta = free.expand(polished.z[None])
 
     residuals = objective.log_loss - law.log_predict(theta, objective.inputs)[0]
@@ -279,13 +283,15 @@ def _start_points(
 
 
 def _verdict(
-    search: MultiStart, polished: Polished, free: FreeParameters, settings: OptimiserSettings
+    search: MultiStart, polished: Polished, objective: Objective, settings: OptimiserSettings
 ) -> tuple[bool, str]:
     """``success`` and ``message``: scipy's words, with our reason when we overrule or qualify them.
 
     A failed line search (scipy's ``ABNORMAL``) at a point that passes the stationarity check is
     accepted: it means L-BFGS-B started where no lower point exists, a common end at Huber's kinks.
+    A parameter on its bound, or one that no longer acts on the fit (:func:`inert_parameters`), fails it.
     """
+    free = objective.free
     scipy_result = polished.scipy_result
     scipy_message = str(scipy_result.message)
     reasons = []
@@ -300,6 +306,10 @@ def _verdict(
     on_bound = (polished.z - free.bounds[:, 0] <= 1e-9 * span) | (free.bounds[:, 1] - polished.z <= 1e-9 * span)
     for name, z in zip(np.array(free.names)[on_bound], polished.z[on_bound]):
         reasons.append(f"{name} ended on its bound ({z:g} in the fitting space): the data do not pin it down")
+    for name, z, bound in inert_parameters(objective, polished.z, skip=on_bound):
+        reasons.append(f"{name} no longer acts on the fit ({z:g} in the fitting space; moving it to its bound {bound:g} "
+                       f"changes no prediction by more than {INERT_LOG_CHANGE:g} in log L): a term of the law has vanished and the "
+                       "data do not pin it down")
     line_search_stall = scipy_message.startswith("ABNORMAL")
     if not scipy_result.success and not line_search_stall:
         reasons.append("the L-BFGS-B polish failed")
@@ -311,6 +321,30 @@ def _verdict(
             f"relative gradient {polished.stationarity:.1g})"
         )
     return True, scipy_message
+
+
+def inert_parameters(objective: Objective, z: np.ndarray, skip: np.ndarray | None = None) -> list[tuple[str, float, float]]:
+    """Free parameters that no longer act on the fit at ``z``: ``(name, value, nearest bound)`` for each one
+    whose move to its nearest bound changes no predicted log loss by more than :data:`INERT_LOG_CHANGE`.
+
+    This is a fit ended on its bound in effect, not in value: an amplitude run to ``e^-30`` or an exponent run to
+    10 leaves its term at zero at every point, where the objective is flat and the optimiser stops short of the
+    bound. The bootstrap cannot leave such a corner (each refit starts in it, and its data come from a law
+    without the term), so its intervals are too narrow (Andrews 2000, *Econometrica* 68: the bootstrap is
+    inconsistent at the boundary of the parameter space).
+    """
+    free = objective.free
+    z = np.asarray(z, dtype=float)
+    skip = np.zeros(len(z), dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
+    lower, upper = free.bounds[:, 0], free.bounds[:, 1]
+    nearest = np.where(z - lower <= upper - z, lower, upper)
+    moved = np.tile(z, (len(z), 1))
+    moved[np.arange(len(z)), np.arange(len(z))] = nearest
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        predictions = objective.law.log_predict(free.expand(np.vstack([z, moved])), objective.inputs)
+    change = np.abs(predictions[1:] - predictions[0]).max(axis=1)
+    inert = (change <= INERT_LOG_CHANGE) & ~skip
+    return [(free.names[j], float(z[j]), float(nearest[j])) for j in np.flatnonzero(inert)]
 
 
 def _bootstrap_scheme(

@@ -95,7 +95,7 @@ class ExtrapolationError:
 
     over the rollout's held-out points ``i`` (``r_i``: log residual of the held-out loss against the window
     fit's prediction; ``d_i``: its distance beyond that window's data, at least ``min_decades``; ``σ_w``: the
-    window fit's RMS log residual, the run noise already in the new-run interval; ``v_i``: the variance of the
+    window fit's run noise, ``sqrt(Σ r² / (n − p))`` of its log residuals, the run noise already in the new-run interval; ``v_i``: the variance of the
     window fit's own log prediction there, from its bootstrap — parameter uncertainty, which the full fit's
     bootstrap already carries at its own, smaller, size). What is left is the error the law's form adds when
     it extrapolates: 0 for a law that is right, however few sizes a window holds. The mean is taken before
@@ -112,6 +112,9 @@ class ExtrapolationError:
         Furthest distance measured; beyond it the linear growth is itself an extrapolation.
     law
         The law (and constraint) whose rollout measured it.
+    n_flagged_windows
+        Windows left out because their fit was flagged (a parameter on its bound or gone from the fit): their
+        bootstrap understates their parameter error, which would be read as the form's error.
     """
 
     per_decade: float
@@ -120,10 +123,11 @@ class ExtrapolationError:
     max_decades: float
     law: str
     min_decades: float = 0.05
+    n_flagged_windows: int = 0
 
     @classmethod
     def from_rollout(cls, residuals, decades, noise, law: str, n_windows: int,
-                     min_decades: float = 0.05, prediction_sd=None) -> ExtrapolationError:
+                     min_decades: float = 0.05, prediction_sd=None, n_flagged_windows: int = 0) -> ExtrapolationError:
         """Estimate ``s`` from held-out log residuals, their distances, their windows' noise scale and (when
         the windows were bootstrapped) the standard deviation of each window's log prediction."""
         r, d, sigma = (np.asarray(v, dtype=float) for v in (residuals, decades, noise))
@@ -133,7 +137,7 @@ class ExtrapolationError:
         if not len(r):
             raise ValueError("no held-out points to measure the extrapolation error on")
         per_decade = math.sqrt(max(float(np.mean((r**2 - sigma**2 - spread**2) / d**2)), 0.0))
-        return cls(per_decade, len(r), int(n_windows), float(d.max()), law, min_decades)
+        return cls(per_decade, len(r), int(n_windows), float(d.max()), law, min_decades, int(n_flagged_windows))
 
     def log_sd(self, decades) -> np.ndarray:
         """Standard deviation of the extra log error at ``decades`` beyond the data."""
@@ -145,4 +149,4 @@ class ExtrapolationError:
     @classmethod
     def from_dict(cls, doc: Mapping) -> ExtrapolationError:
         return cls(**{k: doc[k] for k in ("per_decade", "n_points", "n_windows", "max_decades", "law")},
-                   min_decades=doc.get("min_decades", 0.05))
+                   min_decades=doc.get("min_decades", 0.05), n_flagged_windows=doc.get("n_flagged_windows", 0))

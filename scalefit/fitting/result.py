@@ -199,7 +199,8 @@ class FitResult(ReasonedStatus, Result):
         -----
         With ``ℓ_b`` the log prediction of converged bootstrap draw ``b``: the *mean* interval is the
         percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one log residual of this fit drawn
-        at random per draw (``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
+        at random per draw and scaled by ``sqrt(n / (n − p))`` (residuals of a fit with ``p`` free parameters
+        run that much smaller than the noise of a run it did not see) (``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
         same amount along its whole curve); the *planning* interval also adds ``s · d(x) · z_b`` with
         ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
         error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
@@ -221,7 +222,8 @@ class FitResult(ReasonedStatus, Result):
                 ("mean_lo", "mean_hi", "obs_lo", "obs_hi", "plan_lo", "plan_hi"), nan))
         log_draws = self.law.log_predict(self.law.to_fitted(draws), self.law.input_array(frame))
         rng = np.random.default_rng(self.seed)
-        noise = rng.choice(self.residuals.to_numpy(), size=(len(log_draws), 1))
+        residuals = self.residuals.to_numpy(float)  # scaled to Σ r² / (n − p): a new run's noise, not the fit's
+        noise = rng.choice(residuals, size=(len(log_draws), 1)) * np.sqrt(len(residuals) / (len(residuals) - self.n_free))
         tail = (1.0 - level) / 2.0
 
         def bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +298,9 @@ class FitResult(ReasonedStatus, Result):
             e = self.extrapolation_error
             header.append(("Planning", (f"+{e.per_decade:.3g} log-loss s.d. per decade beyond the data (rollout "
                                         f"of {e.law}: {e.n_points} held-out points, {e.n_windows} windows, up "
-                                        f"to {e.max_decades:.2g} decades)")))
+                                        f"to {e.max_decades:.2g} decades"
+                                        + (f"; {e.n_flagged_windows} flagged windows left out"
+                                           if e.n_flagged_windows else "") + ")")))
         tables = [(f"Estimates with {level_label(level)} intervals", self._table(level))]
         notes = list(self.notes)
         if self.selection:
