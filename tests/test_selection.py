@@ -13,7 +13,14 @@ from conftest import draw_points
 from scalefit.cli import main
 from scalefit.fitting import ExtrapolationError, fit
 from scalefit.laws import Chinchilla, Kaplan
-from scalefit.selection import Rollout, default_candidates, rollout, select_law, size_groups, window_cuts
+from scalefit.selection import (
+    Rollout,
+    default_candidates,
+    rollout,
+    select_law,
+    size_groups,
+    window_cuts,
+)
 
 CHINCHILLA_TRUTH = {"E": 1.7, "A": 400.0, "B": 4000.0, "alpha": 0.25, "beta": 0.45}
 KAPLAN_TRUTH = {"Nc": 6.4e13, "Dc": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}
@@ -50,6 +57,14 @@ def test_extrapolation_error_per_decade_is_the_closed_form():
     uncertain = ExtrapolationError.from_rollout([0.05, -0.05], [1.0, 1.0], [0.03, 0.03], "law", 1,
                                                 prediction_sd=[0.024, 0.024])
     assert uncertain.per_decade == pytest.approx(0.032)
+    # Terms are weighted by the inverse of their variance, d⁴ / (σ² + v + s²d²)²: a window whose own error is
+    # large (v = 0.1², r² − σ² − v = 0.0125) counts little against a precise one (v = 0, r² − σ² = 0.0003).
+    r, d, sigma, v = np.array([0.12, 0.02]), np.array([1.0, 1.0]), np.array([0.01, 0.01]), np.array([0.1, 0.0])
+    excess, expected = r**2 - sigma**2 - v**2, sigma**2 + v**2
+    s2 = np.average(excess, weights=1 / expected**2)
+    s2 = np.average(excess, weights=1 / (expected + s2) ** 2)
+    weighted = ExtrapolationError.from_rollout(r, d, sigma, "law", 2, prediction_sd=v)
+    assert weighted.per_decade == pytest.approx(np.sqrt(s2)) and weighted.per_decade < np.sqrt(np.mean(excess))
 
 
 def test_flagged_windows_are_left_out_of_the_error_per_decade():

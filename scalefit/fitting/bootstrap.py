@@ -104,16 +104,26 @@ def residual_shifts(residuals: np.ndarray, n_free: int, n_draws: int, rng: np.ra
     shift from the observed ``log L_i = log L̂_i + r_i`` is ``ε*_i − r_i``. ``residuals`` are the fit's log
     residuals ``r``; ``n_free`` is ``p``.
     """
+    return smoothed_noise(residuals, n_free, (n_draws, len(residuals)), rng) - residuals
+
+
+def smoothed_noise(residuals: np.ndarray, n_free: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Draws of one run's log noise, as :func:`residual_shifts` makes them: the residuals less the ``p = n_free``
+    smallest in size, centred on their median, resampled and smoothed by the shrunk kernel (variance kept).
+
+    The noise of a run the fit did not see (the new-run interval) has the variance of the residuals per degree
+    of freedom, ``Σ r² / (n − p)``, not their mean square: a fit of ten runs with five parameters passes near
+    five of them."""
     pool = residuals[np.argsort(np.abs(residuals))[n_free:]]
     pool = pool - np.median(pool)
     spread = pool.std()
     robust = min(spread, (np.quantile(pool, 0.75) - np.quantile(pool, 0.25)) / 1.349) or spread
     bandwidth = 1.06 * robust * len(pool) ** -0.2
-    draws = pool[rng.integers(0, len(pool), size=(n_draws, len(residuals)))]
+    draws = pool[rng.integers(0, len(pool), size=shape)]
     draws += bandwidth * rng.standard_normal(draws.shape)
     if spread > 0:
         draws /= np.sqrt(1.0 + (bandwidth / spread) ** 2)
-    return draws - residuals
+    return draws
 
 
 #: Residual resampling needs noise that is the same everywhere; a test at this level says it is not.

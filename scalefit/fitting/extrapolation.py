@@ -91,16 +91,20 @@ class ExtrapolationError:
     with ``z ~ N(0, 1)``, ``d`` the target's distance in decades (:func:`extrapolation_distance`) and
     ``s = per_decade``::
 
-        s² = max(mean_i (r_i² − σ_w(i)² − v_i) / d_i², 0)
+        s² = max(Σ_i w_i (r_i² − σ_w(i)² − v_i) / d_i²  /  Σ_i w_i, 0),   w_i = d_i⁴ / (σ_w(i)² + v_i)²
 
     over the rollout's held-out points ``i`` (``r_i``: log residual of the held-out loss against the window
     fit's prediction; ``d_i``: its distance beyond that window's data, at least ``min_decades``; ``σ_w``: the
-    window fit's run noise, ``sqrt(Σ r² / (n − p))`` of its log residuals, the run noise already in the new-run interval; ``v_i``: the variance of the
-    window fit's own log prediction there, from its bootstrap — parameter uncertainty, which the full fit's
-    bootstrap already carries at its own, smaller, size). What is left is the error the law's form adds when
-    it extrapolates: 0 for a law that is right, however few sizes a window holds. The mean is taken before
-    the floor at 0 (a moment estimate): flooring each point first would count every point's chance excess
-    over its expected error as extrapolation error.
+    window fit's run noise, ``sqrt(Σ r² / (n − p))`` of its log residuals, the run noise already in the
+    new-run interval; ``v_i``: the variance of the window fit's own log prediction there, from its bootstrap —
+    parameter uncertainty, which the full fit's bootstrap already carries at its own, smaller, size). What is
+    left is the error the law's form adds when it extrapolates: 0 for a law that is right, however few sizes a
+    window holds. Each term is weighted by the inverse of its variance (``r_i²`` of a normal error with variance
+    ``σ² + v + s²d²`` has variance ``2 (σ² + v + s²d²)²``; divided by ``d²``): first at ``s = 0``, as written
+    above, then once more at that first estimate of ``s``. A window whose own parameter error is large, and
+    says little about the form, counts little. The weighted mean is taken
+    before the floor at 0 (a moment estimate): flooring each point first would count every point's chance
+    excess over its expected error as extrapolation error.
 
     Attributes
     ----------
@@ -136,7 +140,12 @@ class ExtrapolationError:
         r, d, sigma, spread = r[keep], np.maximum(d[keep], min_decades), sigma[keep], spread[keep]
         if not len(r):
             raise ValueError("no held-out points to measure the extrapolation error on")
-        per_decade = math.sqrt(max(float(np.mean((r**2 - sigma**2 - spread**2) / d**2)), 0.0))
+        expected = sigma**2 + spread**2
+        per_decade_squared = 0.0
+        for _ in range(2):  # weights at s = 0, then at the first estimate (one reweighting step)
+            weights = d**4 / np.maximum(expected + per_decade_squared * d**2, 1e-12) ** 2
+            per_decade_squared = max(float(np.average((r**2 - expected) / d**2, weights=weights)), 0.0)
+        per_decade = math.sqrt(per_decade_squared)
         return cls(per_decade, len(r), int(n_windows), float(d.max()), law, min_decades, int(n_flagged_windows))
 
     def log_sd(self, decades) -> np.ndarray:

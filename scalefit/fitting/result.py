@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
+from scalefit.fitting.bootstrap import smoothed_noise
 from scalefit.fitting.extrapolation import ExtrapolationError, extrapolation_distance
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
@@ -198,9 +199,9 @@ class FitResult(ReasonedStatus, Result):
         Notes
         -----
         With ``ℓ_b`` the log prediction of converged bootstrap draw ``b``: the *mean* interval is the
-        percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one log residual of this fit drawn
-        at random per draw and scaled by ``sqrt(n / (n − p))`` (residuals of a fit with ``p`` free parameters
-        run that much smaller than the noise of a run it did not see) (``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
+        percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one draw of a run's noise per draw: one of
+        this fit's log residuals less the ``p`` smallest (a fit with ``p`` free parameters passes near ``p``
+        points), smoothed (:func:`~scalefit.fitting.bootstrap.smoothed_noise`; ``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
         same amount along its whole curve); the *planning* interval also adds ``s · d(x) · z_b`` with
         ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
         error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
@@ -222,8 +223,7 @@ class FitResult(ReasonedStatus, Result):
                 ("mean_lo", "mean_hi", "obs_lo", "obs_hi", "plan_lo", "plan_hi"), nan))
         log_draws = self.law.log_predict(self.law.to_fitted(draws), self.law.input_array(frame))
         rng = np.random.default_rng(self.seed)
-        residuals = self.residuals.to_numpy(float)  # scaled to Σ r² / (n − p): a new run's noise, not the fit's
-        noise = rng.choice(residuals, size=(len(log_draws), 1)) * np.sqrt(len(residuals) / (len(residuals) - self.n_free))
+        noise = smoothed_noise(self.residuals.to_numpy(float), self.n_free, (len(log_draws), 1), rng)
         tail = (1.0 - level) / 2.0
 
         def bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
