@@ -157,7 +157,7 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
             "actual": actual, "predicted": predicted, "obs_lo": band["obs_lo"].to_numpy(float),
             "obs_hi": band["obs_hi"].to_numpy(float), "rel_error": (predicted - actual) / actual,
             "log_residual": np.log(actual / predicted), "decades": decades,
-            "noise": _noise_scale(result),
+            "noise": result.noise_scale,
             "prediction_sd": np.log(band["mean_hi"] / band["mean_lo"]).to_numpy(float) / (2 * z),
         }))
         windows.append(window | {"decades": float(decades.mean()), "error": float(np.mean(np.abs(rows[-1]["rel_error"])))})
@@ -165,13 +165,6 @@ def rollout(points: pd.DataFrame, fit_one: Callable[[pd.DataFrame], FitResult], 
         columns=["window", "params", "tokens", "actual", "predicted", "obs_lo", "obs_hi", "rel_error",
                  "log_residual", "decades", "noise", "prediction_sd"])
     return Rollout(name, predictions, pd.DataFrame(windows))
-
-
-def _noise_scale(result: FitResult) -> float:
-    """The window fit's run noise, ``sqrt(Σ r² / (n − p))``: its residuals are ``n − p`` degrees of freedom's worth
-    (a fit through 8 points with 5 parameters leaves residuals 0.6× the noise)."""
-    residuals = result.residuals.to_numpy(float)
-    return float(np.sqrt(np.sum(residuals**2) / max(len(residuals) - result.n_free, 1)))
 
 
 @dataclass(frozen=True)

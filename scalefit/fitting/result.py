@@ -146,6 +146,13 @@ class FitResult(ReasonedStatus, Result):
 
     # ------------------------------------------------------------------ status and intervals
     @property
+    def noise_scale(self) -> float:
+        """The run noise of log loss, ``sqrt(Σ r² / (n − p))`` over the log residuals of ``n`` points and ``p``
+        free parameters (the residuals' mean square runs ``(n − p) / n`` of the noise variance)."""
+        residuals = self.residuals.to_numpy(float)
+        return float(np.sqrt(np.sum(residuals**2) / max(len(residuals) - self.n_free, 1)))
+
+    @property
     def n_failed_refits(self) -> int:
         """Bootstrap refits that did not converge (after restarts)."""
         return int((~self.draws["converged"].astype(bool)).sum()) if len(self.draws) else 0

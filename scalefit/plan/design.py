@@ -313,8 +313,8 @@ def design_runs(
     budget
         FLOPs (``6ND``) available for the new runs.
     result
-        A joint-law fit of the existing runs: its bootstrap draws are the draws of ``θ``, its residual RMS
-        ``σ``, its points the existing design. Without it, ``prior`` (default Epoch's Chinchilla refit) with
+        A joint-law fit of the existing runs: its bootstrap draws are the draws of ``θ``, its run noise
+        ``σ`` (:attr:`~scalefit.fitting.FitResult.noise_scale`), its points the existing design. Without it, ``prior`` (default Epoch's Chinchilla refit) with
         the spread :data:`PRIOR_SD`.
     existing
         Existing design (``params``, ``tokens``) when no fit is given (e.g. runs already planned).
@@ -352,7 +352,7 @@ def design_runs(
         draws = draws.sample(min(n_draws, len(draws)), random_state=seed)
         prior_text = f"the fit's {len(draws)} bootstrap draws"
         if sigma is None:
-            sigma = float(np.sqrt(np.mean(result.residuals.to_numpy() ** 2)))
+            sigma = result.noise_scale
         existing = result.data[["params", "tokens"]] if existing is None else existing
     else:
         draws = prior_draws(prior, n_draws, seed, law)

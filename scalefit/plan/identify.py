@@ -188,10 +188,10 @@ def check_identifiability(
     params
         Reported parameter values to evaluate the information at (a prior guess). Default: ``result.params``.
     result
-        A fit of ``law`` to ``data``: gives ``params``, ``sigma`` (RMS of its log residuals) and the
+        A fit of ``law`` to ``data``: gives ``params``, ``sigma`` (its run noise, ``FitResult.noise_scale``) and the
         bootstrap draws, whose spread and number of distinct values enter the verdict.
     sigma
-        Noise of log loss; default the fit's residual RMS, else :data:`DEFAULT_SIGMA`.
+        Noise of log loss; default the fit's run noise ``sqrt(Σ r² / (n − p))``, else :data:`DEFAULT_SIGMA`.
     level
         Level of the intervals compared with ``max_relative_width``.
     max_relative_width
@@ -211,7 +211,7 @@ def check_identifiability(
         params = result.params
     params = pd.Series(dict(params), dtype=float)
     if sigma is None:
-        sigma = float(np.sqrt(np.mean(result.residuals.to_numpy() ** 2))) if result is not None else DEFAULT_SIGMA
+        sigma = result.noise_scale if result is not None else DEFAULT_SIGMA
         sigma = max(sigma, 1e-4)  # a noise-free fit still has float noise; keep F finite
     inputs = law.input_array(data)
     theta = law.to_fitted(params)[0]
