@@ -294,7 +294,8 @@ def test_inert_parameters_are_those_whose_move_to_a_bound_changes_no_prediction(
 def test_a_new_run_interval_carries_the_noise_of_a_run_the_fit_did_not_see():
     """Ten runs, five parameters, noise σ = 1 %: the fit passes near about five runs, so its residuals'
     mean square is about half of σ². With every draw at the estimate, the new-run interval is noise alone; over
-    40 data sets its implied sd must be σ within 15 % (resampling the raw residuals gave about 0.7 σ)."""
+    40 data sets its implied sd must be σ within 15 % (0.95 σ; the residuals' own RMS is 0.74 σ, which
+    resampling them raw gave)."""
     law, truth, sigma = Chinchilla(), {"E": 1.3, "A": 30.0, "B": 2500.0, "alpha": 0.45, "beta": 0.57}, 0.01
     ladder = pd.DataFrame({"params": np.repeat(np.geomspace(1e4, 1e6, 5), 2)})
     ladder["tokens"] = ladder["params"] * np.tile([10.0, 40.0], 5)
