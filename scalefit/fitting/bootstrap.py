@@ -107,9 +107,11 @@ def residual_shifts(residuals: np.ndarray, n_free: int, n_draws: int, rng: np.ra
     return smoothed_noise(residuals, n_free, (n_draws, len(residuals)), rng) - residuals
 
 
-def smoothed_noise(residuals: np.ndarray, n_free: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Draws of one run's log noise, as :func:`residual_shifts` makes them: the residuals less the ``p = n_free``
-    smallest in size, centred on their median, resampled and smoothed by the shrunk kernel (variance kept).
+def smoothed_noise(residuals: np.ndarray, n_free: int, shape: tuple[int, ...],
+                   rng: np.random.Generator) -> np.ndarray:
+    """Draws of one run's log noise, as :func:`residual_shifts` makes them: the residuals less the
+    ``p = n_free`` smallest in size, centred on their median, resampled and smoothed by the shrunk kernel
+    (variance kept).
 
     The noise of a run the fit did not see (the new-run interval) has the variance of the residuals per degree
     of freedom, ``Σ r² / (n − p)``, not their mean square: a fit of ten runs with five parameters passes near

@@ -307,9 +307,9 @@ def _verdict(
     for name, z in zip(np.array(free.names)[on_bound], polished.z[on_bound]):
         reasons.append(f"{name} ended on its bound ({z:g} in the fitting space): the data do not pin it down")
     for name, z, bound in inert_parameters(objective, polished.z, skip=on_bound):
-        reasons.append(f"{name} no longer acts on the fit ({z:g} in the fitting space; moving it to its bound {bound:g} "
-                       f"changes no prediction by more than {INERT_LOG_CHANGE:g} in log L): a term of the law has vanished and the "
-                       "data do not pin it down")
+        reasons.append(f"{name} no longer acts on the fit ({z:g} in the fitting space; moving it to its bound "
+                       f"{bound:g} changes no prediction by more than {INERT_LOG_CHANGE:g} in log L): a term of the "
+                       "law has vanished and the data do not pin it down")
     line_search_stall = scipy_message.startswith("ABNORMAL")
     if not scipy_result.success and not line_search_stall:
         reasons.append("the L-BFGS-B polish failed")
@@ -323,13 +323,14 @@ def _verdict(
     return True, scipy_message
 
 
-def inert_parameters(objective: Objective, z: np.ndarray, skip: np.ndarray | None = None) -> list[tuple[str, float, float]]:
+def inert_parameters(objective: Objective, z: np.ndarray,
+                     skip: np.ndarray | None = None) -> list[tuple[str, float, float]]:
     """Free parameters that no longer act on the fit at ``z``: ``(name, value, nearest bound)`` for each one
     whose move to its nearest bound changes no predicted log loss by more than :data:`INERT_LOG_CHANGE`.
 
-    This is a fit ended on its bound in effect, not in value: an amplitude run to ``e^-30`` or an exponent run to
-    10 leaves its term at zero at every point, where the objective is flat and the optimiser stops short of the
-    bound. The bootstrap cannot leave such a corner (each refit starts in it, and its data come from a law
+    This is a fit ended on its bound in effect, not in value: an amplitude run to ``e^-30`` or an exponent run
+    to 10 leaves its term at zero at every point, where the objective is flat and the optimiser stops short of
+    the bound. The bootstrap cannot leave such a corner (each refit starts in it, and its data come from a law
     without the term), so its intervals are too narrow (Andrews 2000, *Econometrica* 68: the bootstrap is
     inconsistent at the boundary of the parameter space).
     """

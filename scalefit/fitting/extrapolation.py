@@ -102,9 +102,9 @@ class ExtrapolationError:
     window holds. Each term is weighted by the inverse of its variance (``r_i²`` of a normal error with variance
     ``σ² + v + s²d²`` has variance ``2 (σ² + v + s²d²)²``; divided by ``d²``): first at ``s = 0``, as written
     above, then once more at that first estimate of ``s``. A window whose own parameter error is large, and
-    says little about the form, counts little. The weighted mean is taken
-    before the floor at 0 (a moment estimate): flooring each point first would count every point's chance
-    excess over its expected error as extrapolation error.
+    says little about the form, counts little. The weighted mean is taken before the floor at 0 (a moment
+    estimate): flooring each point first would count every point's chance excess over its expected error as
+    extrapolation error.
 
     Attributes
     ----------
@@ -131,7 +131,8 @@ class ExtrapolationError:
 
     @classmethod
     def from_rollout(cls, residuals, decades, noise, law: str, n_windows: int,
-                     min_decades: float = 0.05, prediction_sd=None, n_flagged_windows: int = 0) -> ExtrapolationError:
+                     min_decades: float = 0.05, prediction_sd=None,
+                     n_flagged_windows: int = 0) -> ExtrapolationError:
         """Estimate ``s`` from held-out log residuals, their distances, their windows' noise scale and (when
         the windows were bootstrapped) the standard deviation of each window's log prediction."""
         r, d, sigma = (np.asarray(v, dtype=float) for v in (residuals, decades, noise))

@@ -206,11 +206,11 @@ class FitResult(ReasonedStatus, Result):
         Notes
         -----
         With ``ℓ_b`` the log prediction of converged bootstrap draw ``b``: the *mean* interval is the
-        percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one draw of a run's noise per draw: one of
-        this fit's log residuals less the ``p`` smallest (a fit with ``p`` free parameters passes near ``p``
-        points), smoothed (:func:`~scalefit.fitting.bootstrap.smoothed_noise`; ``ε_b``, shared by every row of ``X``: a new run sits off the law by about the
-        same amount along its whole curve); the *planning* interval also adds ``s · d(x) · z_b`` with
-        ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
+        percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one draw of a run's noise per
+        draw: one of this fit's log residuals less the ``p`` smallest (a fit with ``p`` free parameters passes
+        near ``p`` points), smoothed (:func:`~scalefit.fitting.bootstrap.smoothed_noise`; ``ε_b``, shared by
+        every row of ``X``: a new run sits off the law by about the same amount along its whole curve); the
+        *planning* interval also adds ``s · d(x) · z_b`` with ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
         error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
         no draws, its intervals are not identified, or (planning) no rollout measured ``s``.
         """

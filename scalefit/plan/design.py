@@ -314,8 +314,8 @@ def design_runs(
         FLOPs (``6ND``) available for the new runs.
     result
         A joint-law fit of the existing runs: its bootstrap draws are the draws of ``θ``, its run noise
-        ``σ`` (:attr:`~scalefit.fitting.FitResult.noise_scale`), its points the existing design. Without it, ``prior`` (default Epoch's Chinchilla refit) with
-        the spread :data:`PRIOR_SD`.
+        (:attr:`~scalefit.fitting.FitResult.noise_scale`) ``σ``, its points the existing design. Without it,
+        ``prior`` (default Epoch's Chinchilla refit) with the spread :data:`PRIOR_SD`.
     existing
         Existing design (``params``, ``tokens``) when no fit is given (e.g. runs already planned).
     parameter_draws

@@ -188,8 +188,8 @@ def check_identifiability(
     params
         Reported parameter values to evaluate the information at (a prior guess). Default: ``result.params``.
     result
-        A fit of ``law`` to ``data``: gives ``params``, ``sigma`` (its run noise, ``FitResult.noise_scale``) and the
-        bootstrap draws, whose spread and number of distinct values enter the verdict.
+        A fit of ``law`` to ``data``: gives ``params``, ``sigma`` (its run noise, ``FitResult.noise_scale``)
+        and the bootstrap draws, whose spread and number of distinct values enter the verdict.
     sigma
         Noise of log loss; default the fit's run noise ``sqrt(Σ r² / (n − p))``, else :data:`DEFAULT_SIGMA`.
     level
