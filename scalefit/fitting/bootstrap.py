@@ -128,6 +128,19 @@ def smoothed_noise(residuals: np.ndarray, n_free: int, shape: tuple[int, ...],
     return draws
 
 
+def new_run_noise(residuals: np.ndarray, n_free: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(draws, 1) log noise of one run the fit did not see: :func:`smoothed_noise`, its scale drawn as well.
+
+    The noise scale is itself estimated, from ``ν = n − p`` residuals; each draw is multiplied by
+    ``sqrt(ν / χ²_ν)``, which for normal noise makes the draws Student's ``t_ν`` times the estimated scale — the
+    predictive distribution of a new observation (the classical prediction interval's ``t`` quantile in place
+    of the normal's). With ten runs and five parameters (``ν = 5``) it widens a 90 % new-run interval by about
+    a fifth; with thirty runs by 4 %."""
+    noise = smoothed_noise(residuals, n_free, (n_draws, 1), rng)
+    dof = max(len(residuals) - n_free, 1)
+    return noise * np.sqrt(dof / rng.chisquare(dof, size=(n_draws, 1)))
+
+
 #: Residual resampling needs noise that is the same everywhere; a test at this level says it is not.
 STRUCTURE_TEST_LEVEL = 0.01
 

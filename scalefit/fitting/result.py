@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import ScalefitInputError
-from scalefit.fitting.bootstrap import smoothed_noise
+from scalefit.fitting.bootstrap import new_run_noise
 from scalefit.fitting.extrapolation import ExtrapolationError, extrapolation_distance
 from scalefit.io import json_safe
 from scalefit.laws import Chinchilla, Kaplan, PowerLaw
@@ -208,8 +208,9 @@ class FitResult(ReasonedStatus, Result):
         With ``ℓ_b`` the log prediction of converged bootstrap draw ``b``: the *mean* interval is the
         percentile interval of ``exp(ℓ_b)``; the *new-run* interval adds one draw of a run's noise per
         draw: one of this fit's log residuals less the ``p`` smallest (a fit with ``p`` free parameters passes
-        near ``p`` points), smoothed (:func:`~scalefit.fitting.bootstrap.smoothed_noise`; ``ε_b``, shared by
-        every row of ``X``: a new run sits off the law by about the same amount along its whole curve); the
+        near ``p`` points), smoothed, its scale drawn too (the scale is estimated from ``n − p`` residuals:
+        :func:`~scalefit.fitting.bootstrap.new_run_noise`; ``ε_b``, shared by every row of ``X``: a new run
+        sits off the law by about the same amount along its whole curve); the
         *planning* interval also adds ``s · d(x) · z_b`` with ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
         error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
         no draws, its intervals are not identified, or (planning) no rollout measured ``s``.
@@ -230,7 +231,7 @@ class FitResult(ReasonedStatus, Result):
                 ("mean_lo", "mean_hi", "obs_lo", "obs_hi", "plan_lo", "plan_hi"), nan))
         log_draws = self.law.log_predict(self.law.to_fitted(draws), self.law.input_array(frame))
         rng = np.random.default_rng(self.seed)
-        noise = smoothed_noise(self.residuals.to_numpy(float), self.n_free, (len(log_draws), 1), rng)
+        noise = new_run_noise(self.residuals.to_numpy(float), self.n_free, len(log_draws), rng)
         tail = (1.0 - level) / 2.0
 
         def bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
