@@ -82,8 +82,8 @@ class Rollout:
     ``predictions``: one row per held-out point and window: ``window`` (k), ``params``, ``tokens``, ``actual``,
     ``predicted``, ``obs_lo``, ``obs_hi``, ``rel_error``, ``log_residual``, ``decades`` (beyond the window's
     data), ``noise`` (the window fit's run noise, ``sqrt(Σ r² / (n − p))`` of its log residuals) and
-    ``prediction_sd`` (the window's bootstrap sd of its log prediction). ``windows``: ``k``, ``largest_fit_params``,
-    ``n_targets``, ``decades`` (mean over targets), ``error`` (mean |rel. error|), ``failed`` (why the window
+    ``prediction_sd`` (the window's bootstrap sd of its log prediction). ``windows``: ``k``,
+    ``largest_fit_params``, ``n_targets``, ``decades`` (mean over targets), ``error`` (mean |rel. error|), ``failed`` (why the window
     could not be fitted, else empty) and ``flag`` (the fit's message when it is not trusted, e.g. a parameter
     on its bound; its predictions still count: that is how the law extrapolates from that window).
     """

@@ -207,8 +207,8 @@ def refit_replicates(
     """
     starts = np.tile(np.asarray(optimum, dtype=float), (len(counts), 1))
     fits = damped_gauss_newton(
-        objective, starts, weights=counts, shifts=shifts, max_iterations=settings.bootstrap_iterations, ftol=settings.ftol,
-        outlier_weight=settings.converge_outlier_weight,
+        objective, starts, weights=counts, shifts=shifts, max_iterations=settings.bootstrap_iterations,
+        ftol=settings.ftol, outlier_weight=settings.converge_outlier_weight,
     )
     stalled = np.flatnonzero(~fits.converged)
     if restarts is None or not len(restarts) or not len(stalled) or not settings.bootstrap_restarts:

@@ -162,7 +162,7 @@ def damped_gauss_newton(
         Optional (starts, points) weights multiplying the objective's point weights, one row per start
         (bootstrap replicates).
     shifts
-        Optional (starts, points) shifts of the observed ``log L``, one row per start (wild-bootstrap
+        Optional (starts, points) shifts of the observed ``log L``, one row per start (residual-bootstrap
         replicates: each start fits its own data).
     dtype
         Working precision (``np.float32`` for exploration).

@@ -210,9 +210,9 @@ class FitResult(ReasonedStatus, Result):
         draw: one of this fit's log residuals less the ``p`` smallest (a fit with ``p`` free parameters passes
         near ``p`` points), smoothed, its scale drawn too (the scale is estimated from ``n − p`` residuals:
         :func:`~scalefit.fitting.bootstrap.new_run_noise`; ``ε_b``, shared by every row of ``X``: a new run
-        sits off the law by about the same amount along its whole curve); the
-        *planning* interval also adds ``s · d(x) · z_b`` with ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in decades and ``s`` the
-        error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
+        sits off the law by about the same amount along its whole curve); the *planning* interval also adds
+        ``s · d(x) · z_b`` with ``z_b ~ N(0, 1)``, where ``d(x)`` is the row's distance beyond the data in
+        decades and ``s`` the error per decade a rollout measured (:attr:`extrapolation_error`). Bounds are NaN when the fit has
         no draws, its intervals are not identified, or (planning) no rollout measured ``s``.
         """
         level = check_level(self.level if level is None else level)
@@ -283,7 +283,8 @@ class FitResult(ReasonedStatus, Result):
         if self.interval_method == "none":
             return "none (bootstrap=0)"
         converged = len(self.draws) - self.n_failed_refits
-        scheme = f" ({self.bootstrap_scheme})" if self.bootstrap_scheme and self.bootstrap_scheme not in self.interval_method else ""
+        named = self.bootstrap_scheme and self.bootstrap_scheme not in self.interval_method
+        scheme = f" ({self.bootstrap_scheme})" if named else ""
         line = (f"{self.interval_method}{scheme} over {self.n_units} units, {converged} of {len(self.draws)} "
                 f"refits converged ({self.n_failed_refits} failed); {level_label(level)}")
         return line + (" — NOT IDENTIFIED" if self.interval_issue else "")
